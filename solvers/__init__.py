@@ -1,0 +1,1 @@
+"""romtk full-order side: meshes, finite elements, physics, linear and nonlinear solvers."""
