@@ -129,6 +129,8 @@ class Element:
     def tabulate_grad(self, X) -> np.ndarray:
         """Reference gradients at X (npts, tdim): (npts, nb, tdim) float64."""
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+        if self.tdim == 0:
+            return np.zeros((len(X), self.n_basis, 0))
         cols = []
         for d in range(self.tdim):
             der = tuple(1 if k == d else 0 for k in range(self.tdim))

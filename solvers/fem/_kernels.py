@@ -1,0 +1,522 @@
+"""Numba kernels for finite-element assembly: pure functions on arrays.
+
+Conventions shared by every kernel:
+  X      (n_points, gdim) vertex coordinates
+  geo    (ne, ng) geometry nodes of each integration cell (vertices; P1/Q1 map)
+  dphig  (nq, ng, tdim) reference gradients of the geometry basis at quadrature points
+  dofs   (ne, nb) scalar (node) dofs of each cell; vector dof = node * ncomp + c
+  phi    (nq, nb), dphi (nq, nb, tdim) reference basis values and gradients
+  w      (nq,) reference quadrature weights
+Local dof i = a * ncomp + c (node-major). tdim < gdim integrates on a manifold
+(boundary facets): only value terms are allowed there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+FORM_MASS = 0
+FORM_DIFFUSION = 1
+FORM_ELASTICITY = 2
+FORM_GENERIC = 3
+
+
+@njit(cache=True, inline="always")
+def _jacobian(X, geo, e, dphig, q, J):
+    ng, tdim = dphig.shape[1], dphig.shape[2]
+    gdim = X.shape[1]
+    for g in range(gdim):
+        for t in range(tdim):
+            s = 0.0
+            for n in range(ng):
+                s += X[geo[e, n], g] * dphig[q, n, t]
+            J[g, t] = s
+
+
+@njit(cache=True, inline="always")
+def _det_inv(J, K):
+    """|det J| (or the surface measure when J is not square); K = inv(J) when square."""
+    gdim, tdim = J.shape
+    if tdim == gdim:
+        if tdim == 1:
+            d = J[0, 0]
+            K[0, 0] = 1.0 / d
+        elif tdim == 2:
+            d = J[0, 0] * J[1, 1] - J[0, 1] * J[1, 0]
+            K[0, 0] = J[1, 1] / d
+            K[0, 1] = -J[0, 1] / d
+            K[1, 0] = -J[1, 0] / d
+            K[1, 1] = J[0, 0] / d
+        else:
+            c00 = J[1, 1] * J[2, 2] - J[1, 2] * J[2, 1]
+            c01 = J[1, 2] * J[2, 0] - J[1, 0] * J[2, 2]
+            c02 = J[1, 0] * J[2, 1] - J[1, 1] * J[2, 0]
+            d = J[0, 0] * c00 + J[0, 1] * c01 + J[0, 2] * c02
+            K[0, 0] = c00 / d
+            K[1, 0] = c01 / d
+            K[2, 0] = c02 / d
+            K[0, 1] = (J[0, 2] * J[2, 1] - J[0, 1] * J[2, 2]) / d
+            K[1, 1] = (J[0, 0] * J[2, 2] - J[0, 2] * J[2, 0]) / d
+            K[2, 1] = (J[0, 1] * J[2, 0] - J[0, 0] * J[2, 1]) / d
+            K[0, 2] = (J[0, 1] * J[1, 2] - J[0, 2] * J[1, 1]) / d
+            K[1, 2] = (J[0, 2] * J[1, 0] - J[0, 0] * J[1, 2]) / d
+            K[2, 2] = (J[0, 0] * J[1, 1] - J[0, 1] * J[1, 0]) / d
+        return abs(d)
+    if tdim == 0:
+        return 1.0
+    # surface measure sqrt(det(J^T J)) on a manifold
+    if tdim == 1:
+        s = 0.0
+        for g in range(gdim):
+            s += J[g, 0] * J[g, 0]
+        return np.sqrt(s)
+    a = b = c = 0.0
+    for g in range(gdim):
+        a += J[g, 0] * J[g, 0]
+        b += J[g, 0] * J[g, 1]
+        c += J[g, 1] * J[g, 1]
+    return np.sqrt(a * c - b * b)
+
+
+_BLOCK = 128  # cells per block: small arrays stay in L1/L2, inner loops run over cells (SIMD)
+
+
+@njit(cache=True, inline="always", fastmath=True)
+def _block_geometry(Xb, X, nc, dphig, q, J, Kt, det):
+    """Jacobians of the nc cells of a block at quadrature point q, from their gathered geometry
+    nodes Xb (ng, gdim, B): det (B,) = |det J| (or the surface measure on manifolds) and
+    Kt (tdim, gdim, B) = inv(J) when J is square."""
+    ng, tdim = dphig.shape[1], dphig.shape[2]
+    gdim = X.shape[1]
+    J[:, :, :nc] = 0.0
+    for n in range(ng):
+        for g in range(gdim):
+            for t in range(tdim):
+                d = dphig[q, n, t]
+                if d != 0.0:
+                    for c in range(nc):
+                        J[g, t, c] += Xb[n, g, c] * d
+    if tdim == gdim == 1:
+        for c in range(nc):
+            d = J[0, 0, c]
+            Kt[0, 0, c] = 1.0 / d
+            det[c] = abs(d)
+    elif tdim == gdim == 2:
+        for c in range(nc):
+            d = J[0, 0, c] * J[1, 1, c] - J[0, 1, c] * J[1, 0, c]
+            r = 1.0 / d
+            Kt[0, 0, c] = J[1, 1, c] * r
+            Kt[0, 1, c] = -J[0, 1, c] * r
+            Kt[1, 0, c] = -J[1, 0, c] * r
+            Kt[1, 1, c] = J[0, 0, c] * r
+            det[c] = abs(d)
+    elif tdim == gdim == 3:
+        for c in range(nc):
+            c00 = J[1, 1, c] * J[2, 2, c] - J[1, 2, c] * J[2, 1, c]
+            c01 = J[1, 2, c] * J[2, 0, c] - J[1, 0, c] * J[2, 2, c]
+            c02 = J[1, 0, c] * J[2, 1, c] - J[1, 1, c] * J[2, 0, c]
+            d = J[0, 0, c] * c00 + J[0, 1, c] * c01 + J[0, 2, c] * c02
+            r = 1.0 / d
+            Kt[0, 0, c] = c00 * r
+            Kt[1, 0, c] = c01 * r
+            Kt[2, 0, c] = c02 * r
+            Kt[0, 1, c] = (J[0, 2, c] * J[2, 1, c] - J[0, 1, c] * J[2, 2, c]) * r
+            Kt[1, 1, c] = (J[0, 0, c] * J[2, 2, c] - J[0, 2, c] * J[2, 0, c]) * r
+            Kt[2, 1, c] = (J[0, 1, c] * J[2, 0, c] - J[0, 0, c] * J[2, 1, c]) * r
+            Kt[0, 2, c] = (J[0, 1, c] * J[1, 2, c] - J[0, 2, c] * J[1, 1, c]) * r
+            Kt[1, 2, c] = (J[0, 2, c] * J[1, 0, c] - J[0, 0, c] * J[1, 2, c]) * r
+            Kt[2, 2, c] = (J[0, 0, c] * J[1, 1, c] - J[0, 1, c] * J[1, 0, c]) * r
+            det[c] = abs(d)
+    elif tdim == 0:
+        det[:nc] = 1.0
+    elif tdim == 1:
+        for c in range(nc):
+            s = 0.0
+            for g in range(gdim):
+                s += J[g, 0, c] * J[g, 0, c]
+            det[c] = np.sqrt(s)
+    else:
+        for c in range(nc):
+            a = 0.0
+            b = 0.0
+            e = 0.0
+            for g in range(gdim):
+                a += J[g, 0, c] * J[g, 0, c]
+                b += J[g, 0, c] * J[g, 1, c]
+                e += J[g, 1, c] * J[g, 1, c]
+            det[c] = np.sqrt(a * e - b * b)
+
+
+@njit(cache=True, inline="always")
+def _gather(X, geo, e0, nc, Xb):
+    for c in range(nc):
+        for n in range(geo.shape[1]):
+            v = geo[e0 + c, n]
+            for g in range(X.shape[1]):
+                Xb[n, g, c] = X[v, g]
+
+
+@njit(cache=True, inline="always", fastmath=True)
+def _block_gradients(dphi, q, Kt, nc, G):
+    """Physical gradients G (nb, gdim, B) = dphi[q] @ inv(J)."""
+    nb, tdim = dphi.shape[1], dphi.shape[2]
+    gdim = Kt.shape[1]
+    for a in range(nb):
+        for k in range(gdim):
+            for c in range(nc):
+                G[a, k, c] = 0.0
+            for t in range(tdim):
+                d = dphi[q, a, t]
+                if d != 0.0:
+                    for c in range(nc):
+                        G[a, k, c] += d * Kt[t, k, c]
+
+
+@njit(cache=True, fastmath=True)
+def bilinear(X, geo, dphig, affine, dofs, ncomp, phi, dphi, w, form, c1, c2, GG, GV, VG, VV, dmap, data, local):
+    """Assemble a bilinear form over all cells, in blocks of cells.
+
+    form FORM_MASS: sum_q w c1 phi_a phi_b (identity in components)
+         FORM_DIFFUSION: w c1 grad phi_a . grad phi_b (identity in components)
+         FORM_ELASTICITY: w (c1 div u div v + 2 c2 eps(u):eps(v)), c1 = lambda, c2 = mu
+         FORM_GENERIC: GG (ne,nq,ncomp*gdim,ncomp*gdim) grad-grad, GV (ne,nq,ncomp*gdim,ncomp)
+           grad(test)-value(trial), VG (ne,nq,ncomp,ncomp*gdim), VV (ne,nq,ncomp,ncomp);
+           empty arrays (size 0) are skipped.
+    c1, c2: (ne, nq) coefficients (stride-0 broadcasts are fine).
+    dmap (ne, nbd*nbd) CSR positions: if non-empty, scatter-add into data; else write local
+    (ne, nbd, nbd) element matrices.
+    """
+    ne = dofs.shape[0]
+    nb = phi.shape[1]
+    nq = w.shape[0]
+    tdim = dphi.shape[2]
+    gdim = X.shape[1]
+    nbd = nb * ncomp
+    B = _BLOCK
+    J = np.zeros((gdim, tdim, B))
+    Kt = np.zeros((tdim, gdim, B))
+    det = np.zeros(B)
+    Xb = np.zeros((geo.shape[1], gdim, B))
+    G = np.zeros((nb, gdim, B))
+    Ke = np.zeros((nbd, nbd, B))
+    wc = np.zeros(B)
+    wl = np.zeros(B)
+    scatter = dmap.shape[0] > 0
+    use_gg = GG.size > 0
+    use_gv = GV.size > 0
+    use_vg = VG.size > 0
+    use_vv = VV.size > 0
+    need_grad = form != FORM_MASS and tdim == gdim
+    for e0 in range(0, ne, B):
+        nc = min(B, ne - e0)
+        Ke[:, :, :nc] = 0.0
+        _gather(X, geo, e0, nc, Xb)
+        for q in range(nq):
+            if q == 0 or not affine:
+                _block_geometry(Xb, X, nc, dphig, q, J, Kt, det)
+            if need_grad:
+                _block_gradients(dphi, q, Kt, nc, G)
+            for c in range(nc):
+                wc[c] = w[q] * det[c] * c1[e0 + c, q]
+            if form == FORM_MASS:
+                for a in range(nb):
+                    for b in range(a, nb):
+                        pab = phi[q, a] * phi[q, b]
+                        for k in range(ncomp):
+                            i = a * ncomp + k
+                            j = b * ncomp + k
+                            for c in range(nc):
+                                Ke[i, j, c] += pab * wc[c]
+            elif form == FORM_DIFFUSION:
+                for a in range(nb):
+                    for b in range(a, nb):
+                        for c in range(nc):
+                            wl[c] = 0.0
+                        for k in range(gdim):
+                            for c in range(nc):
+                                wl[c] += G[a, k, c] * G[b, k, c]
+                        for k in range(ncomp):
+                            i = a * ncomp + k
+                            j = b * ncomp + k
+                            for c in range(nc):
+                                Ke[i, j, c] += wl[c] * wc[c]
+            elif form == FORM_ELASTICITY:
+                for c in range(nc):
+                    wl[c] = w[q] * det[c] * c2[e0 + c, q]
+                for a in range(nb):
+                    for b in range(nb):
+                        for k in range(gdim):
+                            for l in range(gdim):
+                                i = a * ncomp + k
+                                j = b * ncomp + l
+                                for c in range(nc):
+                                    v = wc[c] * G[a, k, c] * G[b, l, c] + wl[c] * G[a, l, c] * G[b, k, c]
+                                    Ke[i, j, c] += v
+                        for k in range(gdim):
+                            i = a * ncomp + k
+                            j = b * ncomp + k
+                            for m in range(gdim):
+                                for c in range(nc):
+                                    Ke[i, j, c] += wl[c] * G[a, m, c] * G[b, m, c]
+            else:
+                for c in range(nc):
+                    wl[c] = w[q] * det[c]
+                for a in range(nb):
+                    for k in range(ncomp):
+                        i = a * ncomp + k
+                        for b in range(nb):
+                            for d in range(ncomp):
+                                j = b * ncomp + d
+                                for c in range(nc):
+                                    e = e0 + c
+                                    s = 0.0
+                                    if use_gg:
+                                        for m in range(gdim):
+                                            for n in range(gdim):
+                                                s += GG[e, q, k * gdim + m, d * gdim + n] * G[a, m, c] * G[b, n, c]
+                                    if use_gv:
+                                        for m in range(gdim):
+                                            s += GV[e, q, k * gdim + m, d] * G[a, m, c] * phi[q, b]
+                                    if use_vg:
+                                        for n in range(gdim):
+                                            s += VG[e, q, k, d * gdim + n] * phi[q, a] * G[b, n, c]
+                                    if use_vv:
+                                        s += VV[e, q, k, d] * phi[q, a] * phi[q, b]
+                                    Ke[i, j, c] += wl[c] * s
+        if form == FORM_MASS or form == FORM_DIFFUSION:
+            # only the upper triangle was computed: mirror it
+            for i in range(nbd):
+                for j in range(i):
+                    for c in range(nc):
+                        Ke[i, j, c] = Ke[j, i, c]
+        if scatter:
+            for c in range(nc):
+                e = e0 + c
+                m = 0
+                for i in range(nbd):
+                    for j in range(nbd):
+                        data[dmap[e, m]] += Ke[i, j, c]
+                        m += 1
+        else:
+            for c in range(nc):
+                for i in range(nbd):
+                    for j in range(nbd):
+                        local[e0 + c, i, j] = Ke[i, j, c]
+
+
+@njit(cache=True)
+def linear(X, geo, dphig, affine, dofs, ncomp, phi, dphi, w, S, F, mode, out_global, out_cell, out_qp):
+    """Integrate sum_q w (S[e,q,c] phi_a + F[e,q,c,k] d_k phi_a) for each local dof (a, c).
+
+    S (ne, nq, ncomp) value coefficient, F (ne, nq, ncomp, gdim) flux/stress coefficient;
+    empty arrays are skipped. mode 0: add into out_global (n_dofs,); mode 1: write
+    out_cell (ne, nbd); mode 2: write out_qp (ne, nq, nbd) per quadrature point.
+    """
+    ne = dofs.shape[0]
+    nb = phi.shape[1]
+    nq = w.shape[0]
+    tdim = dphi.shape[2]
+    gdim = X.shape[1]
+    J = np.empty((gdim, tdim))
+    K = np.zeros((tdim, gdim))
+    G = np.empty((nb, gdim))
+    use_s = S.size > 0
+    use_f = F.size > 0
+    detJ = 0.0
+    fe = np.empty(nb * ncomp)
+    for e in range(ne):
+        fe[:] = 0.0
+        for q in range(nq):
+            if q == 0 or not affine:
+                _jacobian(X, geo, e, dphig, q, J)
+                detJ = _det_inv(J, K)
+            wq = w[q] * detJ
+            if use_f:
+                for a in range(nb):
+                    for k in range(gdim):
+                        s = 0.0
+                        for t in range(tdim):
+                            s += dphi[q, a, t] * K[t, k]
+                        G[a, k] = s
+            for a in range(nb):
+                for c in range(ncomp):
+                    v = 0.0
+                    if use_s:
+                        v += S[e, q, c] * phi[q, a]
+                    if use_f:
+                        for k in range(gdim):
+                            v += F[e, q, c, k] * G[a, k]
+                    v *= wq
+                    if mode == 2:
+                        out_qp[e, q, a * ncomp + c] = v
+                    else:
+                        fe[a * ncomp + c] += v
+        if mode == 0:
+            for a in range(nb):
+                for c in range(ncomp):
+                    out_global[dofs[e, a] * ncomp + c] += fe[a * ncomp + c]
+        elif mode == 1:
+            for i in range(nb * ncomp):
+                out_cell[e, i] = fe[i]
+
+
+@njit(cache=True)
+def evaluate(X, geo, dphig, affine, dofs, ncomp, phi, dphi, w, u, val, grad, wdet):
+    """Field u (n_dofs,) at quadrature points: values
+    val (ne,nq,ncomp), gradients grad (ne,nq,ncomp,gdim) (skipped if empty; needs tdim == gdim),
+    and integration weights wdet (ne,nq) = w * |det J|."""
+    ne = dofs.shape[0]
+    nb = phi.shape[1]
+    nq = w.shape[0]
+    tdim = dphi.shape[2]
+    gdim = X.shape[1]
+    J = np.empty((gdim, tdim))
+    K = np.zeros((tdim, gdim))
+    want_grad = grad.size > 0
+    detJ = 0.0
+    for e in range(ne):
+        for q in range(nq):
+            if q == 0 or not affine:
+                _jacobian(X, geo, e, dphig, q, J)
+                detJ = _det_inv(J, K)
+            wdet[e, q] = w[q] * detJ
+            for c in range(ncomp):
+                s = 0.0
+                for a in range(nb):
+                    s += phi[q, a] * u[dofs[e, a] * ncomp + c]
+                val[e, q, c] = s
+                if want_grad:
+                    for k in range(gdim):
+                        g = 0.0
+                        for a in range(nb):
+                            gr = 0.0
+                            for t in range(tdim):
+                                gr += dphi[q, a, t] * K[t, k]
+                            g += gr * u[dofs[e, a] * ncomp + c]
+                        grad[e, q, c, k] = g
+
+
+@njit(cache=True)
+def map_points(X, geo, phig, out):
+    """Physical coordinates out (ne, nq, gdim) of reference points, from geometry basis values
+    phig (nq, ng)."""
+    ne, ng = geo.shape
+    nq = phig.shape[0]
+    gdim = X.shape[1]
+    for e in range(ne):
+        for q in range(nq):
+            for g in range(gdim):
+                s = 0.0
+                for n in range(ng):
+                    s += phig[q, n] * X[geo[e, n], g]
+                out[e, q, g] = s
+
+
+@njit(cache=True)
+def _incidence(dofs, n):
+    """dof -> (cell, local index) incidence as CSR: ptr (n+1,), inc (ne*nbd,) = e*nbd + i."""
+    ne, nbd = dofs.shape
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    for e in range(ne):
+        for i in range(nbd):
+            ptr[dofs[e, i] + 1] += 1
+    for r in range(n):
+        ptr[r + 1] += ptr[r]
+    inc = np.empty(ptr[n], dtype=np.int64)
+    fill = ptr[:n].copy()
+    for e in range(ne):
+        for i in range(nbd):
+            r = dofs[e, i]
+            inc[fill[r]] = e * nbd + i
+            fill[r] += 1
+    return ptr, inc
+
+
+@njit(cache=True, parallel=True)
+def csr_count(dofs, n, ptr, inc, nthreads):
+    """Row lengths (n,) of the cell-coupling graph (marker sweep per row, rows split in chunks)."""
+    nbd = dofs.shape[1]
+    length = np.zeros(n, dtype=np.int64)
+    chunk = (n + nthreads - 1) // nthreads
+    for t in prange(nthreads):
+        marker = np.full(n, -1, dtype=np.int64)
+        for r in range(t * chunk, min(n, (t + 1) * chunk)):
+            m = 0
+            for p in range(ptr[r], ptr[r + 1]):
+                e = inc[p] // nbd
+                for j in range(nbd):
+                    c = dofs[e, j]
+                    if marker[c] != r:
+                        marker[c] = r
+                        m += 1
+            length[r] = m
+    return length
+
+
+@njit(cache=True, parallel=True)
+def csr_fill(dofs, n, ptr, inc, indptr, indices, dmap, nthreads):
+    """Fill sorted CSR column indices and the scatter map dmap (ne, nbd*nbd): the CSR position
+    of each element-matrix entry (i, j), row-major. indices/dmap may be int32 or int64."""
+    nbd = dofs.shape[1]
+    chunk = (n + nthreads - 1) // nthreads
+    for t in prange(nthreads):
+        marker = np.full(n, -1, dtype=np.int64)
+        where = np.zeros(n, dtype=np.int64)
+        for r in range(t * chunk, min(n, (t + 1) * chunk)):
+            lo = indptr[r]
+            pos = lo
+            for p in range(ptr[r], ptr[r + 1]):
+                e = inc[p] // nbd
+                for j in range(nbd):
+                    c = dofs[e, j]
+                    if marker[c] != r:
+                        marker[c] = r
+                        indices[pos] = c
+                        pos += 1
+            # rows are short: insertion sort
+            for a in range(lo + 1, pos):
+                v = indices[a]
+                b = a - 1
+                while b >= lo and indices[b] > v:
+                    indices[b + 1] = indices[b]
+                    b -= 1
+                indices[b + 1] = v
+            for a in range(lo, pos):
+                where[indices[a]] = a
+            for p in range(ptr[r], ptr[r + 1]):
+                e = inc[p] // nbd
+                i = inc[p] - e * nbd
+                for j in range(nbd):
+                    dmap[e, i * nbd + j] = where[dofs[e, j]]
+
+
+@njit(cache=True)
+def number_edges(a, b, n):
+    """Number the undirected edges (a[k], b[k]) with a < b, n vertices: ids (m,) and count.
+    Linear time: bucket by a, marker on b."""
+    m = a.shape[0]
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    for k in range(m):
+        ptr[a[k] + 1] += 1
+    for v in range(n):
+        ptr[v + 1] += ptr[v]
+    lst = np.empty(m, dtype=np.int64)
+    fill = ptr[:n].copy()
+    for k in range(m):
+        lst[fill[a[k]]] = k
+        fill[a[k]] += 1
+    ids = np.empty(m, dtype=np.int64)
+    marker = np.full(n, -1, dtype=np.int64)
+    last = np.zeros(n, dtype=np.int64)
+    count = 0
+    for v in range(n):
+        for p in range(ptr[v], ptr[v + 1]):
+            k = lst[p]
+            w = b[k]
+            if marker[w] != v:
+                marker[w] = v
+                last[w] = count
+                count += 1
+            ids[k] = last[w]
+    return ids, count

@@ -1,0 +1,218 @@
+"""Function spaces: dof maps, quadrature tabulations and the shared sparsity pattern."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+
+import numba
+import numpy as np
+
+from rom.errors import MeshError, ShapeError
+from solvers.fem import _kernels
+from solvers.fem.elements import FACETS, FACET_TYPE, SIMPLEX, TDIM, Element, entities, lagrange
+from solvers.fem.quadrature import QuadratureRule, gauss
+from solvers.mesh import Mesh
+
+
+@dataclass(frozen=True, eq=False)
+class Tabulation:
+    """A quadrature rule with the element and geometry bases tabulated at its points.
+
+    phi (nq, nb), dphi (nq, nb, tdim), phig (nq, ng), dphig (nq, ng, tdim), all float64.
+    """
+
+    rule: QuadratureRule
+    phi: np.ndarray
+    dphi: np.ndarray
+    phig: np.ndarray
+    dphig: np.ndarray
+
+    @property
+    def nq(self) -> int:
+        return len(self.rule.weights)
+
+
+@lru_cache(maxsize=None)
+def _tabulate(element: Element, geometry: Element, order: int) -> Tabulation:
+    rule = gauss(element.cell_type, order)
+    return Tabulation(
+        rule,
+        element.tabulate(rule.points),
+        np.ascontiguousarray(element.tabulate_grad(rule.points)),
+        geometry.tabulate(rule.points),
+        np.ascontiguousarray(geometry.tabulate_grad(rule.points)),
+    )
+
+
+def _entity_ids(cells: np.ndarray, local: tuple, n_vertices: int) -> tuple[np.ndarray, int]:
+    """Global numbering (ne, n_local) of cell entities given by local vertex tuples."""
+    v = np.sort(cells[:, np.array(local, dtype=np.int64)], axis=2)
+    ne, nl, k = v.shape
+    flat = v.reshape(-1, k)
+    if k == 2:
+        inv, count = _kernels.number_edges(np.ascontiguousarray(flat[:, 0]), np.ascontiguousarray(flat[:, 1]), n_vertices)
+        return inv.reshape(ne, nl), int(count)
+    else:
+        order = np.lexsort(flat.T[::-1])
+        fs = flat[order]
+        new = np.ones(len(fs), dtype=bool)
+        new[1:] = (fs[1:] != fs[:-1]).any(axis=1)
+        inv = np.empty(len(fs), dtype=np.int64)
+        inv[order] = np.cumsum(new) - 1
+    inv = inv.reshape(ne, nl)
+    return inv, int(inv.max()) + 1 if inv.size else 0
+
+
+class Space:
+    """A Lagrange finite-element space on a mesh.
+
+    degree: 1 or 2 (P1/P2 on simplices, Q1/Q2 on quads/hexes).
+    shape: () for scalar fields, (ncomp,) for vector fields (e.g. (dim,) for displacements).
+    Scalar dofs are "nodes"; vector dof of (node, component c) is node * ncomp + c.
+    Vertex nodes keep the mesh's vertex numbering; edge, face and interior nodes follow.
+    """
+
+    def __init__(self, mesh: Mesh, degree: int = 1, shape: tuple = ()):
+        if mesh.n_cells == 0:
+            raise MeshError("the mesh has no cells; a space needs at least one")
+        self.mesh = mesh
+        self.degree = int(degree)
+        self.shape = tuple(int(s) for s in shape)
+        if len(self.shape) > 1:
+            raise ShapeError(f"shape={shape}: only scalar () and vector (ncomp,) spaces exist")
+        self.ncomp = self.shape[0] if self.shape else 1
+        self.element = lagrange(mesh.cell_type, self.degree)
+        self.geometry = lagrange(mesh.cell_type, 1)
+        self.affine = SIMPLEX[mesh.cell_type]
+        self.cell_nodes, self.n_nodes = self._number_nodes()
+
+    def _number_nodes(self):
+        mesh, el = self.mesh, self.element
+        nv = mesh.n_points
+        cols = [None] * el.n_basis
+        vert = el.node_entities[:, 0] == 0
+        for i in np.flatnonzero(vert):
+            cols[i] = mesh.cells[:, el.node_entities[i, 1]]
+        offset = nv
+        for dim in range(1, mesh.tdim + 1):
+            idx = np.flatnonzero(el.node_entities[:, 0] == dim)
+            if idx.size == 0:
+                continue
+            if dim == mesh.tdim:
+                ids, count = np.arange(mesh.n_cells, dtype=np.int64)[:, None], mesh.n_cells
+                local_index = np.zeros(len(idx), dtype=np.int64)
+            else:
+                ids, count = _entity_ids(mesh.cells, entities(mesh.cell_type, dim), nv)
+                local_index = el.node_entities[idx, 1]
+            for i, li in zip(idx, local_index):
+                cols[i] = ids[:, li] + offset
+            offset += count
+        return np.ascontiguousarray(np.stack(cols, axis=1)), offset
+
+    # -- sizes and numbering --------------------------------------------------------
+    @property
+    def n_dofs(self) -> int:
+        return self.n_nodes * self.ncomp
+
+    def __repr__(self) -> str:
+        kind = "scalar" if not self.shape else f"vector{self.shape}"
+        return f"Space({self.element.name} {kind} on {self.mesh.n_cells} {self.mesh.cell_type}, {self.n_dofs} dofs)"
+
+    @cached_property
+    def cell_dofs(self) -> np.ndarray:
+        """(ne, nb * ncomp) int64 global dofs per cell, local dof a * ncomp + c."""
+        if self.ncomp == 1:
+            return self.cell_nodes
+        c = np.arange(self.ncomp, dtype=np.int64)
+        return (self.cell_nodes[:, :, None] * self.ncomp + c).reshape(self.mesh.n_cells, -1)
+
+    @cached_property
+    def node_coords(self) -> np.ndarray:
+        """(n_nodes, dim) float64 coordinates of the scalar nodes (straight-sided cells)."""
+        X = np.empty((self.n_nodes, self.mesh.dim))
+        phig = self.geometry.tabulate(self.element.nodes)  # (nb, ng)
+        xc = np.einsum("bg,egd->ebd", phig, self.mesh.points[self.mesh.cells])
+        X[self.cell_nodes.ravel()] = xc.reshape(-1, self.mesh.dim)
+        return X
+
+    # -- quadrature --------------------------------------------------------------------
+    def tabulation(self, order: int | None = None) -> Tabulation:
+        """Basis tabulation for a rule of the given order (default: the space's rule, 2*degree)."""
+        return _tabulate(self.element, self.geometry, 2 * self.degree if order is None else int(order))
+
+    @property
+    def quadrature(self) -> QuadratureRule:
+        """The space's rule: quadrature-point data (materials, residuals) lives on it."""
+        return self.tabulation().rule
+
+    @property
+    def nq(self) -> int:
+        return self.tabulation().nq
+
+    def quadrature_points(self, order: int | None = None) -> np.ndarray:
+        """(ne, nq, dim) float64 physical coordinates of the quadrature points."""
+        tab = self.tabulation(order)
+        out = np.empty((self.mesh.n_cells, tab.nq, self.mesh.dim))
+        _kernels.map_points(self.mesh.points, self.mesh.cells, tab.phig, out)
+        return out
+
+    # -- sparsity --------------------------------------------------------------------------
+    @cached_property
+    def pattern(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(indptr, indices, dmap): the CSR pattern of every matrix on this space, built once.
+        dmap (ne, nbd*nbd) holds the CSR position of each element-matrix entry."""
+        dofs, n = self.cell_dofs, self.n_dofs
+        nthreads = numba.get_num_threads()
+        ptr, inc = _kernels._incidence(dofs, n)
+        length = _kernels.csr_count(dofs, n, ptr, inc, nthreads)
+        nnz = int(length.sum())
+        # int32 indices halve the memory traffic of every matvec and re-assembly
+        itype = np.int32 if nnz < 2**31 - 1 else np.int64
+        indptr = np.zeros(n + 1, dtype=itype)
+        np.cumsum(length, out=indptr[1:])
+        indices = np.empty(nnz, dtype=itype)
+        dmap = np.empty((dofs.shape[0], dofs.shape[1] ** 2), dtype=itype)
+        _kernels.csr_fill(dofs, n, ptr, inc, indptr, indices, dmap, nthreads)
+        return indptr, indices, dmap
+
+    # -- boundaries ---------------------------------------------------------------------------
+    def facet_nodes(self, facets: np.ndarray) -> np.ndarray:
+        """(m, nb_facet) scalar nodes of facets given as (cell, local facet) rows, in the
+        facet element's node order."""
+        fd = self.element.facet_dofs
+        return self.cell_nodes[facets[:, 0][:, None], fd[facets[:, 1]]]
+
+    def boundary_nodes(self, tag: str) -> np.ndarray:
+        """Sorted scalar nodes on boundary tag `tag` (vertices and P2/Q2 edge/face nodes)."""
+        return np.unique(self.facet_nodes(self.mesh.boundary(tag)))
+
+    def boundary_dofs(self, tag: str, component: int | None = None) -> np.ndarray:
+        """Sorted dofs on boundary `tag`; for vector spaces all components or one."""
+        nodes = self.boundary_nodes(tag)
+        if self.ncomp == 1:
+            return nodes
+        comps = range(self.ncomp) if component is None else [self._check_component(component)]
+        return np.sort(np.concatenate([nodes * self.ncomp + c for c in comps]))
+
+    def _check_component(self, c: int) -> int:
+        if not 0 <= c < self.ncomp:
+            raise ShapeError(f"component={c} but the space has {self.ncomp} components")
+        return int(c)
+
+    @cached_property
+    def facet_element(self) -> Element:
+        ft = FACET_TYPE[self.mesh.cell_type]
+        return lagrange(ft, self.degree) if ft != "vertex" else lagrange("vertex", 0)
+
+    def facet_tabulation(self, order: int | None = None) -> Tabulation:
+        fgeo = lagrange(self.facet_element.cell_type, 1) if self.mesh.tdim > 1 else self.facet_element
+        return _tabulate(self.facet_element, fgeo, 2 * self.degree if order is None else int(order))
+
+    def facet_geometry(self, facets: np.ndarray) -> np.ndarray:
+        """(m, kf) vertex indices of facets in the facet element's vertex order."""
+        lf = np.array(FACETS[self.mesh.cell_type], dtype=np.int64)
+        return np.ascontiguousarray(self.mesh.cells[facets[:, 0][:, None], lf[facets[:, 1]]])
+
+
+__all__ = ["Space", "Tabulation", "TDIM"]
