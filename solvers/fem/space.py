@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
@@ -12,7 +13,9 @@ from rom.errors import MeshError, ShapeError
 from solvers.fem import _kernels
 from solvers.fem.elements import FACETS, FACET_TYPE, SIMPLEX, TDIM, Element, entities, lagrange
 from solvers.fem.quadrature import QuadratureRule, gauss
-from solvers.mesh import Mesh
+
+if TYPE_CHECKING:  # the mesh module imports reference-cell tables from this package
+    from solvers.mesh import Mesh
 
 
 @dataclass(frozen=True, eq=False)
