@@ -1,0 +1,12 @@
+"""Linear and nonlinear solvers behind one interface.
+
+`LinearSolver` hides the backend: "scipy" (embedded default: SuperLU, CG/MINRES/GMRES
+with pyamg's smoothed-aggregation AMG) today, "petsc" (KSP/PC) registered by the
+distributed backend. Callers only see `setup(A)` / `solve(b)` / `info`.
+`newton` solves F(u) = 0 with a backtracking line search.
+"""
+
+from solvers.linalg.linear import BACKENDS, LinearSolver, SolveInfo, rigid_body_modes
+from solvers.linalg.newton import NewtonResult, newton
+
+__all__ = ["BACKENDS", "LinearSolver", "SolveInfo", "rigid_body_modes", "NewtonResult", "newton"]
