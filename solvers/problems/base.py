@@ -1,0 +1,76 @@
+"""What every full-order problem offers to the reduced side."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+import scipy.sparse as sp
+
+from rom.errors import ParameterError, ShapeError
+
+
+@dataclass(frozen=True)
+class Box:
+    """A box of named scalar parameters: names (p,), lower (p,), upper (p,)."""
+
+    names: tuple
+    lower: np.ndarray
+    upper: np.ndarray
+
+    @property
+    def dim(self) -> int:
+        return len(self.names)
+
+    def validate(self, mu) -> np.ndarray:
+        """mu as a (p,) float64 array, or ParameterError naming the bad entry and its bounds."""
+        arr = np.asarray(mu, dtype=np.float64).reshape(-1)
+        if arr.shape != (self.dim,):
+            raise ParameterError(
+                f"parameter vector has {arr.size} entries; this problem takes {self.dim}: {', '.join(self.names)}"
+            )
+        for i, (v, lo, hi) in enumerate(zip(arr, self.lower, self.upper)):
+            if not np.isfinite(v):
+                raise ParameterError(f"parameter {self.names[i]} is {v}; give a finite value in [{lo}, {hi}]")
+            if v < lo or v > hi:
+                raise ParameterError(f"parameter {self.names[i]} = {v} lies outside its box [{lo}, {hi}]")
+        return arr
+
+
+@dataclass(frozen=True)
+class AffineDecomposition:
+    """A(mu) = sum_q theta(mu)[q] A_q and f(mu) = sum_p theta_f(mu)[p] f_p, Dirichlet conditions
+    included (constrained rows/columns live in a parameter-independent term with theta = 1).
+
+    operators: Q CSR matrices (n, n) sharing one pattern; rhs: P vectors (n,).
+    """
+
+    operators: Sequence[sp.csr_matrix]
+    theta: Callable[[np.ndarray], np.ndarray]
+    rhs: Sequence[np.ndarray]
+    theta_f: Callable[[np.ndarray], np.ndarray]
+
+    def matrix(self, mu) -> sp.csr_matrix:
+        th = np.asarray(self.theta(mu), dtype=np.float64)
+        if th.shape != (len(self.operators),):
+            raise ShapeError(f"theta(mu) has shape {th.shape}, expected ({len(self.operators)},)")
+        A0 = self.operators[0]
+        data = sum(t * A.data for t, A in zip(th, self.operators))
+        return sp.csr_matrix((data, A0.indices, A0.indptr), shape=A0.shape)
+
+    def vector(self, mu) -> np.ndarray:
+        th = np.asarray(self.theta_f(mu), dtype=np.float64)
+        return sum(t * f for t, f in zip(th, self.rhs))
+
+
+@runtime_checkable
+class Problem(Protocol):
+    """A parametrized full-order model: solve(mu) returns the FOM field (n_dofs,) float64."""
+
+    parameter_space: Box
+
+    def solve(self, mu) -> np.ndarray: ...
+
+    @property
+    def inner_product(self) -> sp.spmatrix: ...
