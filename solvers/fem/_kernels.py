@@ -173,9 +173,120 @@ def _block_gradients(dphi, q, Kt, nc, G):
                         G[a, k, c] += d * Kt[t, k, c]
 
 
-@njit(cache=True, fastmath=True)
-def bilinear(X, geo, dphig, affine, dofs, ncomp, phi, dphi, w, form, c1, c2, GG, GV, VG, VV, dmap, data, local):
-    """Assemble a bilinear form over all cells, in blocks of cells.
+@njit(cache=True, fastmath=True, inline="always")
+def _bilinear_block(e0, nc, X, geo, dphig, affine, ncomp, phi, dphi, w, form, c1, c2, GG, GV, VG, VV, dmap, data,
+                    local, J, Kt, det, Xb, G, Ke, wc, wl):
+    """Element matrices of cells e0..e0+nc (see `bilinear`), scattered or stored."""
+    nb = phi.shape[1]
+    nq = w.shape[0]
+    tdim = dphi.shape[2]
+    gdim = X.shape[1]
+    nbd = nb * ncomp
+    scatter = dmap.shape[0] > 0
+    use_gg = GG.size > 0
+    use_gv = GV.size > 0
+    use_vg = VG.size > 0
+    use_vv = VV.size > 0
+    need_grad = form != FORM_MASS and tdim == gdim
+    Ke[:, :, :nc] = 0.0
+    _gather(X, geo, e0, nc, Xb)
+    for q in range(nq):
+        if q == 0 or not affine:
+            _block_geometry(Xb, X, nc, dphig, q, J, Kt, det)
+        if need_grad:
+            _block_gradients(dphi, q, Kt, nc, G)
+        for c in range(nc):
+            wc[c] = w[q] * det[c] * c1[e0 + c, q]
+        if form == FORM_MASS:
+            for a in range(nb):
+                for b in range(a, nb):
+                    pab = phi[q, a] * phi[q, b]
+                    for k in range(ncomp):
+                        i = a * ncomp + k
+                        j = b * ncomp + k
+                        for c in range(nc):
+                            Ke[i, j, c] += pab * wc[c]
+        elif form == FORM_DIFFUSION:
+            for a in range(nb):
+                for b in range(a, nb):
+                    for c in range(nc):
+                        wl[c] = 0.0
+                    for k in range(gdim):
+                        for c in range(nc):
+                            wl[c] += G[a, k, c] * G[b, k, c]
+                    for k in range(ncomp):
+                        i = a * ncomp + k
+                        j = b * ncomp + k
+                        for c in range(nc):
+                            Ke[i, j, c] += wl[c] * wc[c]
+        elif form == FORM_ELASTICITY:
+            for c in range(nc):
+                wl[c] = w[q] * det[c] * c2[e0 + c, q]
+            for a in range(nb):
+                for b in range(nb):
+                    for k in range(gdim):
+                        for l in range(gdim):
+                            i = a * ncomp + k
+                            j = b * ncomp + l
+                            for c in range(nc):
+                                v = wc[c] * G[a, k, c] * G[b, l, c] + wl[c] * G[a, l, c] * G[b, k, c]
+                                Ke[i, j, c] += v
+                    for k in range(gdim):
+                        i = a * ncomp + k
+                        j = b * ncomp + k
+                        for m in range(gdim):
+                            for c in range(nc):
+                                Ke[i, j, c] += wl[c] * G[a, m, c] * G[b, m, c]
+        else:
+            for c in range(nc):
+                wl[c] = w[q] * det[c]
+            for a in range(nb):
+                for k in range(ncomp):
+                    i = a * ncomp + k
+                    for b in range(nb):
+                        for d in range(ncomp):
+                            j = b * ncomp + d
+                            for c in range(nc):
+                                e = e0 + c
+                                s = 0.0
+                                if use_gg:
+                                    for m in range(gdim):
+                                        for n in range(gdim):
+                                            s += GG[e, q, k * gdim + m, d * gdim + n] * G[a, m, c] * G[b, n, c]
+                                if use_gv:
+                                    for m in range(gdim):
+                                        s += GV[e, q, k * gdim + m, d] * G[a, m, c] * phi[q, b]
+                                if use_vg:
+                                    for n in range(gdim):
+                                        s += VG[e, q, k, d * gdim + n] * phi[q, a] * G[b, n, c]
+                                if use_vv:
+                                    s += VV[e, q, k, d] * phi[q, a] * phi[q, b]
+                                Ke[i, j, c] += wl[c] * s
+    if form == FORM_MASS or form == FORM_DIFFUSION:
+        # only the upper triangle was computed: mirror it
+        for i in range(nbd):
+            for j in range(i):
+                for c in range(nc):
+                    Ke[i, j, c] = Ke[j, i, c]
+    if scatter:
+        for c in range(nc):
+            e = e0 + c
+            m = 0
+            for i in range(nbd):
+                for j in range(nbd):
+                    data[dmap[e, m]] += Ke[i, j, c]
+                    m += 1
+    else:
+        for c in range(nc):
+            for i in range(nbd):
+                for j in range(nbd):
+                    local[e0 + c, i, j] = Ke[i, j, c]
+
+
+@njit(cache=True, parallel=True)
+def bilinear(X, geo, dphig, affine, dofs, ncomp, phi, dphi, w, form, c1, c2, GG, GV, VG, VV, dmap, data, local,
+             block_order, color_ptr, T):
+    """Assemble a bilinear form over all cells, in blocks of _BLOCK cells, in parallel.
 
     form FORM_MASS: sum_q w c1 phi_a phi_b (identity in components)
          FORM_DIFFUSION: w c1 grad phi_a . grad phi_b (identity in components)
@@ -184,125 +295,77 @@ def bilinear(X, geo, dphig, affine, dofs, ncomp, phi, dphi, w, form, c1, c2, GG,
            grad(test)-value(trial), VG (ne,nq,ncomp,ncomp*gdim), VV (ne,nq,ncomp,ncomp);
            empty arrays (size 0) are skipped.
     c1, c2: (ne, nq) coefficients (stride-0 broadcasts are fine).
-    dmap (ne, nbd*nbd) CSR positions: if non-empty, scatter-add into data; else write local
-    (ne, nbd, nbd) element matrices.
+    dmap (ne, nbd*nbd) CSR positions: if non-empty, scatter-add into data, one block colour at
+    a time (block_order (nblocks,), color_ptr (ncolors+1,) from `block_coloring`: blocks of one
+    colour share no dof, so threads never add into the same entry); else write local
+    (ne, nbd, nbd) element matrices. T: number of threads (numba.get_num_threads()).
     """
     ne = dofs.shape[0]
     nb = phi.shape[1]
-    nq = w.shape[0]
     tdim = dphi.shape[2]
     gdim = X.shape[1]
     nbd = nb * ncomp
     B = _BLOCK
-    J = np.zeros((gdim, tdim, B))
-    Kt = np.zeros((tdim, gdim, B))
-    det = np.zeros(B)
-    Xb = np.zeros((geo.shape[1], gdim, B))
-    G = np.zeros((nb, gdim, B))
-    Ke = np.zeros((nbd, nbd, B))
-    wc = np.zeros(B)
-    wl = np.zeros(B)
+    J = np.zeros((T, gdim, tdim, B))
+    Kt = np.zeros((T, tdim, gdim, B))
+    det = np.zeros((T, B))
+    Xb = np.zeros((T, geo.shape[1], gdim, B))
+    G = np.zeros((T, nb, gdim, B))
+    Ke = np.zeros((T, nbd, nbd, B))
+    wc = np.zeros((T, B))
+    wl = np.zeros((T, B))
+    nblocks = (ne + B - 1) // B
     scatter = dmap.shape[0] > 0
-    use_gg = GG.size > 0
-    use_gv = GV.size > 0
-    use_vg = VG.size > 0
-    use_vv = VV.size > 0
-    need_grad = form != FORM_MASS and tdim == gdim
-    for e0 in range(0, ne, B):
-        nc = min(B, ne - e0)
-        Ke[:, :, :nc] = 0.0
-        _gather(X, geo, e0, nc, Xb)
-        for q in range(nq):
-            if q == 0 or not affine:
-                _block_geometry(Xb, X, nc, dphig, q, J, Kt, det)
-            if need_grad:
-                _block_gradients(dphi, q, Kt, nc, G)
-            for c in range(nc):
-                wc[c] = w[q] * det[c] * c1[e0 + c, q]
-            if form == FORM_MASS:
-                for a in range(nb):
-                    for b in range(a, nb):
-                        pab = phi[q, a] * phi[q, b]
-                        for k in range(ncomp):
-                            i = a * ncomp + k
-                            j = b * ncomp + k
-                            for c in range(nc):
-                                Ke[i, j, c] += pab * wc[c]
-            elif form == FORM_DIFFUSION:
-                for a in range(nb):
-                    for b in range(a, nb):
-                        for c in range(nc):
-                            wl[c] = 0.0
-                        for k in range(gdim):
-                            for c in range(nc):
-                                wl[c] += G[a, k, c] * G[b, k, c]
-                        for k in range(ncomp):
-                            i = a * ncomp + k
-                            j = b * ncomp + k
-                            for c in range(nc):
-                                Ke[i, j, c] += wl[c] * wc[c]
-            elif form == FORM_ELASTICITY:
-                for c in range(nc):
-                    wl[c] = w[q] * det[c] * c2[e0 + c, q]
-                for a in range(nb):
-                    for b in range(nb):
-                        for k in range(gdim):
-                            for l in range(gdim):
-                                i = a * ncomp + k
-                                j = b * ncomp + l
-                                for c in range(nc):
-                                    v = wc[c] * G[a, k, c] * G[b, l, c] + wl[c] * G[a, l, c] * G[b, k, c]
-                                    Ke[i, j, c] += v
-                        for k in range(gdim):
-                            i = a * ncomp + k
-                            j = b * ncomp + k
-                            for m in range(gdim):
-                                for c in range(nc):
-                                    Ke[i, j, c] += wl[c] * G[a, m, c] * G[b, m, c]
-            else:
-                for c in range(nc):
-                    wl[c] = w[q] * det[c]
-                for a in range(nb):
-                    for k in range(ncomp):
-                        i = a * ncomp + k
-                        for b in range(nb):
-                            for d in range(ncomp):
-                                j = b * ncomp + d
-                                for c in range(nc):
-                                    e = e0 + c
-                                    s = 0.0
-                                    if use_gg:
-                                        for m in range(gdim):
-                                            for n in range(gdim):
-                                                s += GG[e, q, k * gdim + m, d * gdim + n] * G[a, m, c] * G[b, n, c]
-                                    if use_gv:
-                                        for m in range(gdim):
-                                            s += GV[e, q, k * gdim + m, d] * G[a, m, c] * phi[q, b]
-                                    if use_vg:
-                                        for n in range(gdim):
-                                            s += VG[e, q, k, d * gdim + n] * phi[q, a] * G[b, n, c]
-                                    if use_vv:
-                                        s += VV[e, q, k, d] * phi[q, a] * phi[q, b]
-                                    Ke[i, j, c] += wl[c] * s
-        if form == FORM_MASS or form == FORM_DIFFUSION:
-            # only the upper triangle was computed: mirror it
+    ncol = color_ptr.shape[0] - 1 if scatter else 1
+    for col in range(ncol):
+        lo = color_ptr[col] if scatter else 0
+        cnt = color_ptr[col + 1] - lo if scatter else nblocks
+        # static round-robin split: thread t owns scratch t and blocks t, t+T, ...
+        for t in prange(T):
+            for k in range(t, cnt, T):
+                e0 = (block_order[lo + k] if scatter else k) * B
+                nc = min(B, ne - e0)
+                _bilinear_block(e0, nc, X, geo, dphig, affine, ncomp, phi, dphi, w, form, c1, c2, GG, GV, VG, VV,
+                                dmap, data, local, J[t], Kt[t], det[t], Xb[t], G[t], Ke[t], wc[t], wl[t])
+
+
+@njit(cache=True)
+def block_coloring(dofs, n, B):
+    """Greedy colouring of blocks of B consecutive cells so that blocks of one colour share
+    no dof. Returns block_order (nblocks,) grouped by colour and color_ptr (ncolors+1,).
+    Colours are tracked as bit masks per dof (at most 64 colours)."""
+    ne, nbd = dofs.shape
+    nblocks = (ne + B - 1) // B
+    mask = np.zeros(n, dtype=np.uint64)
+    color = np.empty(nblocks, dtype=np.int64)
+    ncolors = 0
+    for b in range(nblocks):
+        forb = np.uint64(0)
+        for e in range(b * B, min(ne, (b + 1) * B)):
             for i in range(nbd):
-                for j in range(i):
-                    for c in range(nc):
-                        Ke[i, j, c] = Ke[j, i, c]
-        if scatter:
-            for c in range(nc):
-                e = e0 + c
-                m = 0
-                for i in range(nbd):
-                    for j in range(nbd):
-                        data[dmap[e, m]] += Ke[i, j, c]
-                        m += 1
-        else:
-            for c in range(nc):
-                for i in range(nbd):
-                    for j in range(nbd):
-                        local[e0 + c, i, j] = Ke[i, j, c]
+                forb |= mask[dofs[e, i]]
+        c = 0
+        while (forb >> np.uint64(c)) & np.uint64(1):
+            c += 1
+        if c >= 64:
+            raise ValueError("block colouring needs more than 64 colours; renumber the mesh")
+        color[b] = c
+        ncolors = max(ncolors, c + 1)
+        bit = np.uint64(1) << np.uint64(c)
+        for e in range(b * B, min(ne, (b + 1) * B)):
+            for i in range(nbd):
+                mask[dofs[e, i]] |= bit
+    color_ptr = np.zeros(ncolors + 1, dtype=np.int64)
+    for b in range(nblocks):
+        color_ptr[color[b] + 1] += 1
+    for c in range(ncolors):
+        color_ptr[c + 1] += color_ptr[c]
+    fill = color_ptr[:ncolors].copy()
+    order = np.empty(nblocks, dtype=np.int64)
+    for b in range(nblocks):
+        order[fill[color[b]]] = b
+        fill[color[b]] += 1
+    return order, color_ptr
 
 
 @njit(cache=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 
@@ -26,6 +27,7 @@ _EMPTY3 = np.zeros((0, 0, 0))
 _EMPTY2 = np.zeros((0, 0))
 _NOMAP = np.zeros((0, 0), dtype=np.int32)
 _NOLOCAL = np.zeros((0, 0, 0))
+_NOCOLORS = (np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64))
 
 
 # -- coefficients ------------------------------------------------------------------------
@@ -107,10 +109,10 @@ def _run_bilinear(space: Space, tab: Tabulation, form: int, c1, c2, GG, GV, VG, 
     if local:
         nbd = space.cell_dofs.shape[1]
         Ke = np.empty((mesh.n_cells, nbd, nbd))
-        K.bilinear(*args, _NOMAP, np.zeros(0), Ke)
+        K.bilinear(*args, _NOMAP, np.zeros(0), Ke, *_NOCOLORS, numba.get_num_threads())
         return Ke
     A = _new_matrix(space, out)
-    K.bilinear(*args, space.pattern[2], A.data, _NOLOCAL)
+    K.bilinear(*args, space.pattern[2], A.data, _NOLOCAL, *space.block_colors, numba.get_num_threads())
     return A
 
 
@@ -281,7 +283,8 @@ def boundary_mass(space: Space, tag: str, h=1.0, *, order: int | None = None, ou
     nbf = nodes.shape[1]
     Ke = np.empty((m, nbf * nc, nbf * nc))
     K.bilinear(space.mesh.points, geo, tab.dphig, True, nodes, nc, tab.phi, tab.dphi, tab.rule.weights,
-               K.FORM_MASS, hv, hv, _EMPTY4, _EMPTY4, _EMPTY4, _EMPTY4, _NOMAP, np.zeros(0), Ke)
+               K.FORM_MASS, hv, hv, _EMPTY4, _EMPTY4, _EMPTY4, _EMPTY4, _NOMAP, np.zeros(0), Ke, *_NOCOLORS,
+               numba.get_num_threads())
     # facet entries are a sub-block of their cell's element matrix: reuse the cell's map
     fd = space.element.facet_dofs[facets[:, 1]]  # (m, nbf) local cell nodes
     loc = (fd[:, :, None] * nc + np.arange(nc)).reshape(m, -1)  # local cell dofs

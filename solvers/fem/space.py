@@ -50,19 +50,20 @@ def _tabulate(element: Element, geometry: Element, order: int) -> Tabulation:
 
 def _entity_ids(cells: np.ndarray, local: tuple, n_vertices: int) -> tuple[np.ndarray, int]:
     """Global numbering (ne, n_local) of cell entities given by local vertex tuples."""
-    v = np.sort(cells[:, np.array(local, dtype=np.int64)], axis=2)
-    ne, nl, k = v.shape
-    flat = v.reshape(-1, k)
+    loc = np.array(local, dtype=np.int64)
+    ne, nl, k = len(cells), loc.shape[0], loc.shape[1]
     if k == 2:
-        inv, count = _kernels.number_edges(np.ascontiguousarray(flat[:, 0]), np.ascontiguousarray(flat[:, 1]), n_vertices)
+        a, b = cells[:, loc[:, 0]], cells[:, loc[:, 1]]
+        inv, count = _kernels.number_edges(np.minimum(a, b).ravel(), np.maximum(a, b).ravel(), n_vertices)
         return inv.reshape(ne, nl), int(count)
-    else:
-        order = np.lexsort(flat.T[::-1])
-        fs = flat[order]
-        new = np.ones(len(fs), dtype=bool)
-        new[1:] = (fs[1:] != fs[:-1]).any(axis=1)
-        inv = np.empty(len(fs), dtype=np.int64)
-        inv[order] = np.cumsum(new) - 1
+    # faces (hexahedron Q2 only): sort vertex tuples, then rank the distinct rows
+    flat = np.sort(cells[:, loc], axis=2).reshape(-1, k)
+    order = np.lexsort(flat.T[::-1])
+    fs = flat[order]
+    new = np.ones(len(fs), dtype=bool)
+    new[1:] = (fs[1:] != fs[:-1]).any(axis=1)
+    inv = np.empty(len(fs), dtype=np.int64)
+    inv[order] = np.cumsum(new) - 1
     inv = inv.reshape(ne, nl)
     return inv, int(inv.max()) + 1 if inv.size else 0
 
@@ -178,6 +179,12 @@ class Space:
         dmap = np.empty((dofs.shape[0], dofs.shape[1] ** 2), dtype=itype)
         _kernels.csr_fill(dofs, n, ptr, inc, indptr, indices, dmap, nthreads)
         return indptr, indices, dmap
+
+    @cached_property
+    def block_colors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(block_order, color_ptr): cell blocks grouped in colours that share no dof, so that
+        threads scatter into the CSR data without races."""
+        return _kernels.block_coloring(self.cell_dofs, self.n_dofs, _kernels._BLOCK)
 
     # -- boundaries ---------------------------------------------------------------------------
     def facet_nodes(self, facets: np.ndarray) -> np.ndarray:
