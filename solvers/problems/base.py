@@ -38,12 +38,38 @@ class Box:
         return arr
 
 
+_NAMESPACE = {k: getattr(np, k) for k in ("exp", "log", "sqrt", "sin", "cos", "tan", "tanh", "abs", "pi", "e")}
+
+
+@dataclass(frozen=True)
+class Theta:
+    """Parameter functions theta_q(mu) as numpy expressions of `mu` (strings, so that reduced
+    models store them in HDF5 and evaluate them without the FOM code).
+
+    Index parameters as mu[..., i] so that one call evaluates many parameters:
+    Theta(("mu[..., 0]", "1")) maps mu (p,) -> (2,) and mu (m, p) -> (m, 2).
+    """
+
+    expressions: tuple
+
+    def __call__(self, mu) -> np.ndarray:
+        mu = np.asarray(mu, dtype=np.float64)
+        ns = dict(_NAMESPACE, mu=mu)
+        cols = [np.broadcast_to(np.asarray(eval(e, {"__builtins__": {}}, ns), dtype=np.float64), mu.shape[:-1])
+                for e in self.expressions]
+        return np.stack(cols, axis=-1)
+
+    def __len__(self) -> int:
+        return len(self.expressions)
+
+
 @dataclass(frozen=True)
 class AffineDecomposition:
     """A(mu) = sum_q theta(mu)[q] A_q and f(mu) = sum_p theta_f(mu)[p] f_p, Dirichlet conditions
     included (constrained rows/columns live in a parameter-independent term with theta = 1).
 
-    operators: Q CSR matrices (n, n) sharing one pattern; rhs: P vectors (n,).
+    operators: Q CSR matrices (n, n) sharing one pattern; rhs: P vectors (n,);
+    theta, theta_f: `Theta` expressions (or any callable mu (..., p) -> (..., Q)).
     """
 
     operators: Sequence[sp.csr_matrix]

@@ -16,7 +16,7 @@ from solvers.fem.bc import DirichletBC, apply_dirichlet
 from solvers.fem.post import stress as _stress
 from solvers.linalg import LinearSolver, rigid_body_modes
 from solvers.mesh import Mesh
-from solvers.problems.base import AffineDecomposition
+from solvers.problems.base import AffineDecomposition, Theta
 
 
 def _region_values(mesh: Mesh, value, name: str) -> np.ndarray:
@@ -120,4 +120,5 @@ class LinearElasticity:
             raise ShapeError("affine_terms supports homogeneous Dirichlet conditions only")
         for bc in self.bcs:
             f[bc.dofs] = 0.0
-        return AffineDecomposition(ops, lambda E: np.append(np.asarray(E, float), 1.0), [f], lambda E: np.ones(1))
+        theta = Theta(tuple(f"mu[..., {r}]" for r in range(len(regions))) + ("1",))
+        return AffineDecomposition(ops, theta, [f], Theta(("1",)))

@@ -16,7 +16,7 @@ from solvers.fem import Space, diffusion, load
 from solvers.fem.bc import DirichletBC
 from solvers.linalg import LinearSolver
 from solvers.mesh import Mesh, rectangle
-from solvers.problems.base import AffineDecomposition, Box
+from solvers.problems.base import AffineDecomposition, Box, Theta
 
 
 class ThermalBlock:
@@ -69,8 +69,8 @@ class ThermalBlock:
         ops.append(I)
         f = load(V, 1.0)
         f[self.bc.dofs] = 0.0
-        Q = len(ops) - 1
-        return AffineDecomposition(ops, lambda mu: np.append(mu, 1.0), [f], lambda mu: np.ones(1))
+        theta = Theta(tuple(f"mu[..., {q}]" for q in range(len(ops) - 1)) + ("1",))
+        return AffineDecomposition(ops, theta, [f], Theta(("1",)))
 
     def affine_terms(self) -> AffineDecomposition:
         return self.affine
@@ -93,8 +93,7 @@ class ThermalBlock:
     @cached_property
     def inner_product(self) -> sp.csr_matrix:
         """Energy inner product at mu = 1 (H1_0 seminorm; identity on boundary dofs)."""
-        return self.matrix(np.ones(self.parameter_space.dim)) if self.parameter_space.upper[0] >= 1 else \
-            self.affine.matrix(np.ones(self.parameter_space.dim))
+        return self.affine.matrix(np.ones(self.parameter_space.dim))
 
     def output(self, u: np.ndarray) -> float:
         """Mean temperature: the compliant output f^T u."""
