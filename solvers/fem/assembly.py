@@ -12,8 +12,6 @@ matrices are sums of their `data` arrays and re-assembly refills `data` in place
 
 from __future__ import annotations
 
-from typing import Callable
-
 import numba
 import numpy as np
 import scipy.sparse as sp
@@ -119,7 +117,7 @@ def _run_bilinear(space: Space, tab: Tabulation, form: int, c1, c2, GG, GV, VG, 
 def mass(space: Space, rho=1.0, *, order: int | None = None, out=None, local: bool = False):
     """Mass matrix sum_cells int rho u.v dx (identity across components). CSR (n_dofs, n_dofs),
     or element matrices (ne, nbd, nbd) with local=True."""
-    tab = space.tabulation(order if order is not None else (None if callable(rho) or np.ndim(rho) == 2 else 2 * space.degree))
+    tab = space.tabulation(order)
     c = _coefficient(space, rho, "rho", tab)
     return _run_bilinear(space, tab, K.FORM_MASS, c, c, _EMPTY4, _EMPTY4, _EMPTY4, _EMPTY4, out, local)
 
@@ -295,5 +293,3 @@ def boundary_mass(space: Space, tag: str, h=1.0, *, order: int | None = None, ou
     A.data += np.bincount(dmap.ravel(), weights=Ke.ravel(), minlength=A.nnz)
     return A
 
-
-Coefficient = float | dict | np.ndarray | Callable
