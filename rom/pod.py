@@ -1,0 +1,478 @@
+"""Proper orthogonal decomposition (POD) of snapshot matrices.
+
+A snapshot matrix `S` is `(n_dofs_local, m)` float64: the rows this rank owns of
+`m` snapshots (column j is snapshot j). The inner product is `(u, v)_M = u^T M v`
+with `M` a sparse symmetric positive definite matrix (the FE mass or H1 matrix) or
+the identity when `inner=None`. POD returns modes `Phi` `(n_dofs_local, N)` with
+`Phi^T M Phi = I` (to 1e-12) and singular values `sigma` `(N,)` in decreasing
+order, such that `Phi` spans the best N-dimensional approximation of the columns
+of S in the M-norm (Schmidt-Eckart-Young), and
+
+    ||S - Phi Phi^T M S||_{M,F}^2 = sum_{k > N} sigma_k^2.
+
+Variants (`method=`), all BLAS-3, all distributed over `comm` by rows:
+
+* ``"snapshots"`` (default): Gram matrix `G = S^T M S` (one allreduce), `eigh`,
+  modes `S V Lambda^{-1/2}`. Fastest; resolves singular values down to about
+  `sqrt(m eps) sigma_1`. When the requested count or tolerance needs more than
+  that, it falls back to ``"svd"`` (see `pod` and docs/methods/pod.md).
+* ``"svd"``: thin SVD through a QR factorization: `S = Q R` (LAPACK Householder
+  QR on one rank, TSQR on several), then `Q^T M Q = L L^T`, SVD of `L^T R`,
+  modes `Q L^{-T} U_r`. Accurate to `eps sigma_1` (times a factor of cond(M)^{1/2}).
+* ``"tsqr"``: the same, always through TSQR (one gather of the m x m R factors).
+* ``"randomized"``: randomized range finder (Halko, Martinsson, Tropp 2011) with
+  oversampling and power iterations, in the M inner product.
+
+`IncrementalPOD` (Brand's truncated SVD update, card H / 0.2) builds a basis from
+blocks of columns in bounded memory; `pod_streaming` feeds it from an iterable
+(e.g. `SnapshotStore.iter_blocks`). `pod_two_level` compresses each trajectory of
+a time series first, then across trajectories.
+
+Truncation (card 0.1): with `tol` in (0, 1), N is the larger of
+`#{k : sigma_k > tol sigma_1}` and the smallest N whose discarded energy
+`sum_{k>N} sigma_k^2` is at most `tol^2 sum_k sigma_k^2`; with `n_modes`, N is
+at most `n_modes`; neither keeps every numerically nonzero mode.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+
+from rom.errors import RomError, ShapeError
+from rom.parallel import Comm, world
+
+__all__ = [
+    "pod",
+    "IncrementalPOD",
+    "pod_streaming",
+    "pod_two_level",
+    "truncation_rank",
+    "projection_error",
+    "InnerProduct",
+    "PODArgumentError",
+]
+
+_EPS = np.finfo(np.float64).eps
+_METHODS = ("snapshots", "svd", "tsqr", "randomized")
+# Rows per block when M is applied blockwise: bounds the extra memory of M S to
+# about _ROW_BLOCK * m doubles, and keeps each block in the last-level cache range.
+_ROW_BLOCK = 32768
+
+
+# ---------------------------------------------------------------------------- inner product
+class InnerProduct:
+    """The matrix M of the inner product, applied to row-distributed blocks.
+
+    matrix : scipy sparse (n_local, n_local) -- serial, or rank-local on purpose --
+        or (n_local, n_global) -- the rows this rank owns with global column
+        numbers, ranks owning contiguous row ranges in rank order; the values a
+        row needs from other ranks are exchanged once per application (halo).
+        None means the identity.
+
+    `apply(X)` returns `M X` for `X` `(n_local, k)`; `gram(X, Y)` returns the
+    global `X^T M Y` (one allreduce).
+    """
+
+    def __init__(self, matrix, n_local: int, comm: Comm, *, check: bool = True):
+        self.comm = comm
+        self.n_local = n_local
+        self.matrix = None
+        self._halo = None
+        if matrix is None:
+            return
+        if not sp.issparse(matrix):
+            raise ShapeError(
+                f"inner has type {type(matrix).__name__}; pass a scipy.sparse matrix "
+                "(e.g. the FE mass matrix) or None for the Euclidean inner product"
+            )
+        matrix = sp.csr_matrix(matrix, dtype=np.float64)
+        counts = np.asarray(comm.allgather(n_local), dtype=np.int64)
+        n_global = int(counts.sum())
+        if matrix.shape[0] != n_local or matrix.shape[1] not in (n_local, n_global):
+            raise ShapeError(
+                f"inner has shape {matrix.shape} but the snapshots have {n_local} rows on this rank "
+                f"({n_global} in all); pass the ({n_local}, {n_local}) matrix, or this rank's rows "
+                f"({n_local}, {n_global}) of the global one"
+            )
+        if check:
+            self._check_spd(matrix, counts)
+        if matrix.shape[1] == n_local or comm.size == 1:
+            self.matrix = matrix
+        else:
+            self.matrix = self._setup_halo(matrix, counts)
+
+    def _check_spd(self, matrix, counts) -> None:
+        offset = int(counts[: self.comm.rank].sum())
+        square = matrix.shape[1] == matrix.shape[0]
+        local = matrix if square else matrix[:, offset : offset + self.n_local]
+        diag = local.diagonal()
+        if diag.size and not np.all(diag > 0):
+            k = int(np.argmin(diag))
+            raise ShapeError(
+                f"inner is not positive definite: diagonal entry {k} is {diag[k]:.3g}; "
+                "pass a symmetric positive definite matrix (mass or H1 matrix with Dirichlet rows kept)"
+            )
+        if square:
+            asym = abs(matrix - matrix.T)
+            scale = abs(matrix).max() if matrix.nnz else 0.0
+            if asym.nnz and asym.max() > 1e-10 * scale:
+                raise ShapeError(
+                    f"inner is not symmetric (max |M - M^T| = {asym.max():.3g}, max |M| = {scale:.3g}); "
+                    "pass a symmetric positive definite matrix, e.g. 0.5 * (M + M.T)"
+                )
+        if not np.all(np.isfinite(matrix.data)):
+            raise ShapeError("inner has NaN or Inf entries; assemble it again")
+
+    def _setup_halo(self, matrix, counts):
+        """Renumber columns to [owned rows | ghost rows] and plan the exchange."""
+        comm = self.comm
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        lo, hi = offsets[comm.rank], offsets[comm.rank + 1]
+        cols = np.unique(matrix.indices)
+        ghosts = cols[(cols < lo) | (cols >= hi)]
+        owner = np.searchsorted(offsets, ghosts, side="right") - 1
+        requests = [ghosts[owner == r] - offsets[r] for r in range(comm.size)]
+        # What every other rank needs from me, as local row numbers.
+        self._send = comm.alltoall(requests)
+        self._recv_counts = [len(r) for r in requests]
+        colmap = np.empty(int(offsets[-1]), dtype=np.int64)
+        colmap[lo:hi] = np.arange(hi - lo)
+        colmap[ghosts] = (hi - lo) + np.arange(ghosts.size)  # ghosts sorted by owner, then index
+        compact = sp.csr_matrix(
+            (matrix.data, colmap[matrix.indices], matrix.indptr),
+            shape=(matrix.shape[0], int(hi - lo + ghosts.size)),
+        )
+        self._halo = True
+        return compact
+
+    def _extended(self, X: np.ndarray) -> np.ndarray:
+        if self._halo is None:
+            return X
+        received = self.comm.alltoall([X[idx] for idx in self._send])
+        return np.vstack([X] + [b for b in received if len(b)])
+
+    @property
+    def is_identity(self) -> bool:
+        return self.matrix is None
+
+    def apply(self, X: np.ndarray) -> np.ndarray:
+        """M X for X (n_local, k); the identity returns X itself (no copy)."""
+        if self.matrix is None:
+            return X
+        return np.asarray(self.matrix @ self._extended(X))
+
+    def gram(self, X: np.ndarray, Y: np.ndarray | None = None) -> np.ndarray:
+        """Global X^T M Y (Y = X by default), summed over ranks with one allreduce.
+
+        With Y = X and M = I this is a symmetric rank-k update (numpy's syrk
+        path); with M it is computed in row blocks of M so that no full copy of
+        M X is held.
+        """
+        sym = Y is None
+        Y = X if sym else Y
+        if self.matrix is None:
+            G = X.T @ X if sym else X.T @ Y
+        else:
+            Yext = self._extended(Y)
+            G = np.zeros((X.shape[1], Y.shape[1]))
+            for b0 in range(0, X.shape[0], _ROW_BLOCK):
+                b1 = min(b0 + _ROW_BLOCK, X.shape[0])
+                G += X[b0:b1].T @ np.asarray(self.matrix[b0:b1] @ Yext)
+        G = self.comm.allreduce(G, "sum")
+        if sym:
+            G = 0.5 * (G + G.T)
+        return G
+
+    def norms2(self, X: np.ndarray) -> np.ndarray:
+        """Squared M-norms of the columns of X, global."""
+        if self.matrix is None:
+            local = np.einsum("ij,ij->j", X, X)
+        else:
+            local = np.einsum("ij,ij->j", X, self.apply(X))
+        return self.comm.allreduce(local, "sum")
+
+
+# ---------------------------------------------------------------------------- validation
+def _check_snapshots(snapshots, comm: Comm, name: str = "snapshots") -> np.ndarray:
+    S = np.asarray(snapshots)
+    if S.ndim == 1:
+        S = S[:, None]
+    if S.ndim != 2:
+        raise ShapeError(f"{name} has shape {S.shape}; pass a (n_dofs, n_snapshots) array, one snapshot per column")
+    if not np.issubdtype(S.dtype, np.floating) and not np.issubdtype(S.dtype, np.integer):
+        raise ShapeError(f"{name} has dtype {S.dtype}; pass real floating-point snapshots")
+    S = np.asarray(S, dtype=np.float64, order="F" if S.flags.f_contiguous and not S.flags.c_contiguous else "C")
+    m = S.shape[1]
+    m_all = comm.allgather(m)
+    if len(set(m_all)) != 1:
+        raise ShapeError(f"{name} has {m} columns on rank {comm.rank} but {m_all} across ranks; every rank holds the same snapshots")
+    if m == 0:
+        raise ShapeError(f"{name} has no columns (an empty store?); generate snapshots first")
+    bad = ~np.isfinite(S).all(axis=0)
+    bad = comm.allreduce(bad.astype(np.int64), "max")
+    if bad.any():
+        cols = np.flatnonzero(bad)
+        raise ShapeError(
+            f"{name} column(s) {cols[:10].tolist()}{'...' if cols.size > 10 else ''} contain NaN or Inf; "
+            "drop those snapshots (e.g. failed solves) before POD"
+        )
+    return S
+
+
+def _check_truncation(n_modes, tol) -> None:
+    if n_modes is not None:
+        if isinstance(n_modes, bool) or not isinstance(n_modes, (int, np.integer)) or n_modes < 1:
+            raise PODArgumentError(f"n_modes={n_modes!r}; pass a positive integer or None")
+    if tol is not None:
+        if not (isinstance(tol, (float, int, np.floating, np.integer)) and 0.0 < float(tol) < 1.0):
+            raise PODArgumentError(f"tol={tol!r} is a relative energy tolerance; pass a number in (0, 1), e.g. 1e-6")
+
+
+class PODArgumentError(RomError, ValueError):
+    """A bad POD argument: method, n_modes or tol out of range."""
+
+
+# ---------------------------------------------------------------------------- truncation
+def truncation_rank(sigma: np.ndarray, n_modes: int | None = None, tol: float | None = None,
+                    total_energy: float | None = None, rank_tol: float | None = None) -> int:
+    """Number N of modes to keep from decreasing singular values `sigma` (card 0.1).
+
+    total_energy : sum of all squared singular values of the data (default
+        sum(sigma**2)); pass it when `sigma` is itself truncated.
+    rank_tol : relative level under which sigma_k / sigma_1 counts as zero
+        (numerical rank); default 0, keep all positive ones.
+    """
+    sigma = np.asarray(sigma, dtype=np.float64)
+    if sigma.size == 0 or not sigma[0] > 0:
+        return 0
+    floor = sigma[0] * (rank_tol or 0.0)
+    rank = int(np.count_nonzero(sigma > floor))
+    N = rank
+    if tol is not None:
+        e = sigma**2
+        total = float(e.sum()) if total_energy is None else float(total_energy)
+        # discarded[k] = energy left out when keeping k modes, k = 0..len
+        discarded = total - np.concatenate([[0.0], np.cumsum(e)])
+        n_energy = int(np.argmax(discarded <= tol**2 * total)) if np.any(discarded <= tol**2 * total) else sigma.size
+        n_ratio = int(np.count_nonzero(sigma > tol * sigma[0]))
+        N = min(rank, max(n_energy, n_ratio))
+    if n_modes is not None:
+        N = min(N, int(n_modes))
+    return max(N, 1)
+
+
+# ---------------------------------------------------------------------------- helpers
+def _sign_fix(V: np.ndarray) -> np.ndarray:
+    """Signs (+-1 per column) making the largest-magnitude entry of each column of V positive."""
+    idx = np.argmax(np.abs(V), axis=0)
+    s = np.sign(V[idx, np.arange(V.shape[1])])
+    s[s == 0] = 1.0
+    return s
+
+
+def _reorthonormalize(Phi: np.ndarray, ip: InnerProduct, target: float = 1e-13) -> np.ndarray:
+    """Make Phi M-orthonormal to round-off with at most two Cholesky-QR passes.
+
+    Phi is already close to orthonormal (a POD/SVD output), so Cholesky of the
+    small Gram matrix is safe and each pass squares the orthogonality defect.
+    The span and column order are kept (triangular correction).
+    """
+    for _ in range(2):
+        G = ip.gram(Phi)
+        defect = np.max(np.abs(G - np.eye(G.shape[0]))) if G.size else 0.0
+        if defect <= target:
+            break
+        L = np.linalg.cholesky(G)
+        Phi = sla.solve_triangular(L, Phi.T, lower=True, check_finite=False).T
+    return np.ascontiguousarray(Phi)
+
+
+def _qr_local(S: np.ndarray, comm: Comm) -> tuple[np.ndarray, np.ndarray]:
+    """Q (n_local, m) with orthonormal columns (Euclidean, global) and R (m, m) with S = Q R.
+
+    One rank: LAPACK Householder QR. Several: TSQR with a single stage
+    (local QR, allgather of the R factors, QR of their stack).
+    """
+    m = S.shape[1]
+    Q1, R1 = sla.qr(S, mode="economic", check_finite=False)
+    if comm.size == 1:
+        if R1.shape[0] < m:  # fewer rows than columns
+            R1 = np.vstack([R1, np.zeros((m - R1.shape[0], m))])
+            Q1 = np.hstack([Q1, np.zeros((Q1.shape[0], m - Q1.shape[1]))])
+        return Q1, R1
+    Rs = comm.allgather(R1)
+    Q2, R = sla.qr(np.vstack(Rs), mode="economic", check_finite=False)
+    start = sum(r.shape[0] for r in Rs[: comm.rank])
+    Q = Q1 @ Q2[start : start + R1.shape[0]]
+    if R.shape[0] < m:
+        R = np.vstack([R, np.zeros((m - R.shape[0], m))])
+        Q = np.hstack([Q, np.zeros((Q.shape[0], m - Q.shape[1]))])
+    return Q, R
+
+
+# ---------------------------------------------------------------------------- batch POD
+def _pod_gram(S, ip, comm, n_modes, tol):
+    """Method of snapshots; returns None when the request is below its accuracy."""
+    m = S.shape[1]
+    G = ip.gram(S)
+    lam, V = sla.eigh(G, check_finite=False)
+    lam, V = comm.bcast((lam[::-1], V[:, ::-1]), root=0)
+    if not lam[0] > 0:
+        return np.zeros((S.shape[0], 0)), np.zeros(0)
+    # Eigenvalues of G below this level are rounding noise of forming G and eigh.
+    floor = lam[0] * m * _EPS * 10.0
+    resolved = int(np.count_nonzero(lam > floor))
+    total = float(np.sum(np.clip(lam, 0.0, None)))
+    sigma = np.sqrt(np.clip(lam[:resolved], 0.0, None))
+    N = truncation_rank(sigma, n_modes, tol, total_energy=total)
+    wants_more = (n_modes is not None and n_modes > resolved and resolved < m) or (
+        tol is not None and tol**2 * total < floor * (m - resolved + 1) and resolved < m
+    )
+    if wants_more:
+        return None
+    V = V[:, :N]
+    V = V * _sign_fix(V)
+    Phi = S @ (V / sigma[:N])
+    return _reorthonormalize(Phi, ip), sigma[:N].copy()
+
+
+def _pod_svd(S, ip, comm, n_modes, tol):
+    """Thin SVD through QR (LAPACK or TSQR) and the small factor of Q^T M Q."""
+    m = S.shape[1]
+    Q, R = _qr_local(S, comm)
+    if ip.is_identity:
+        W = R
+    else:
+        C = ip.gram(Q)
+        # Q spans the columns of S; C = Q^T M Q is SPD when Q has full column
+        # rank. Columns of Q that are zero (more snapshots than rows) get a unit
+        # diagonal so the factorization exists; R has zero rows there.
+        zero = np.diag(C) <= 0
+        C[zero, zero] = 1.0
+        L = np.linalg.cholesky(C)
+        W = L.T @ R
+    Ur, s, Vt = sla.svd(W, full_matrices=False, check_finite=False, lapack_driver="gesdd")
+    Ur, s, Vt = comm.bcast((Ur, s, Vt), root=0)
+    N = truncation_rank(s, n_modes, tol, rank_tol=max(S.shape[0] * comm.size, m) * _EPS)
+    if s.size == 0 or not s[0] > 0:
+        return np.zeros((S.shape[0], 0)), np.zeros(0)
+    V = Vt[:N].T
+    sign = _sign_fix(V)
+    Uk = Ur[:, :N] * sign
+    if not ip.is_identity:
+        Uk = sla.solve_triangular(L.T, Uk, lower=False, check_finite=False)
+    Phi = Q @ Uk
+    return _reorthonormalize(Phi, ip), s[:N].copy()
+
+
+def _pod_randomized(S, ip, comm, n_modes, tol, oversampling, power_iterations, seed):
+    """Randomized range finder in the M inner product (Halko et al. 2011, alg. 4.4/5.1)."""
+    m = S.shape[1]
+    rng = np.random.default_rng(seed)
+    total = float(np.sum(ip.norms2(S)))
+    k = m if n_modes is None and tol is None else min(m, (n_modes or 10) + oversampling)
+    while True:
+        Omega = comm.bcast(rng.standard_normal((m, k)), root=0)
+        Q = _m_orthonormal(S @ Omega, ip, comm)
+        for _ in range(power_iterations):
+            Z = comm.allreduce(S.T @ ip.apply(Q), "sum")  # (m, k) = S^T M Q
+            Z, _ = np.linalg.qr(Z)
+            Q = _m_orthonormal(S @ Z, ip, comm)
+        B = ip.gram(Q, S)  # (k, m) = Q^T M S
+        Ub, s, Vt = sla.svd(B, full_matrices=False, check_finite=False)
+        Ub, s, Vt = comm.bcast((Ub, s, Vt), root=0)
+        captured_all = k >= m or tol is None or (total - float(np.sum(s**2))) <= 0.25 * tol**2 * total
+        if captured_all:
+            break
+        k = min(m, 2 * k)
+    N = truncation_rank(s, n_modes, tol, total_energy=total if k < m else None,
+                        rank_tol=max(S.shape[0] * comm.size, m) * _EPS)
+    if n_modes is None and tol is None:
+        N = truncation_rank(s, None, None, rank_tol=max(S.shape[0] * comm.size, m) * _EPS)
+    sign = _sign_fix(Vt[:N].T)
+    Phi = Q @ (Ub[:, :N] * sign)
+    return _reorthonormalize(Phi, ip), s[:N].copy()
+
+
+def _m_orthonormal(Y: np.ndarray, ip: InnerProduct, comm: Comm) -> np.ndarray:
+    """An M-orthonormal basis of range(Y) (Y full column rank in exact arithmetic).
+
+    Euclidean QR (LAPACK/TSQR) first, so the conditioning of Y does not matter,
+    then the Cholesky factor of Q^T M Q; columns that vanished are dropped.
+    """
+    Q, R = _qr_local(Y, comm)
+    keep = np.abs(np.diag(R)) > max(Y.shape) * _EPS * (np.abs(np.diag(R)).max() if R.size else 0.0)
+    Q = Q[:, keep]
+    if not ip.is_identity:
+        L = np.linalg.cholesky(ip.gram(Q))
+        Q = sla.solve_triangular(L, Q.T, lower=True, check_finite=False).T
+    return _reorthonormalize(np.ascontiguousarray(Q), ip)
+
+
+def pod(snapshots, inner=None, n_modes: int | None = None, tol: float | None = None,
+        method: str = "snapshots", comm: Comm | None = None, *, oversampling: int = 10,
+        power_iterations: int = 2, seed=None) -> tuple[np.ndarray, np.ndarray]:
+    """POD basis of the snapshots in the inner product of `inner`.
+
+    Parameters
+    ----------
+    snapshots : (n_dofs_local, m) float64
+        Snapshot j in column j; under MPI, the rows this rank owns.
+    inner : scipy sparse SPD matrix or None
+        M of `(u, v)_M = u^T M v`: (n_local, n_local), or this rank's rows
+        (n_local, n_global) of the global matrix. None: Euclidean.
+    n_modes : int, optional
+        Keep at most this many modes.
+    tol : float in (0, 1), optional
+        Relative energy tolerance: the relative M-norm projection error
+        ||S - Phi Phi^T M S||_F / ||S||_F is at most `tol` (card 0.1 rule).
+    method : "snapshots" | "svd" | "tsqr" | "randomized"
+        See the module docstring. "snapshots" falls back to "svd" when the
+        request needs singular values below its resolution
+        (sigma_k < ~sqrt(10 m eps) sigma_1), or when tol^2 times the total energy
+        is below the rounding noise of the Gram eigenvalues.
+    comm : Comm, optional
+        Communicator over which rows are distributed (default: `world()`).
+    oversampling, power_iterations, seed :
+        For method="randomized" only.
+
+    Returns
+    -------
+    modes : (n_dofs_local, N) float64, M-orthonormal to 1e-12 (globally).
+    singular_values : (N,) float64, decreasing, in the M-norm.
+    """
+    comm = world() if comm is None else comm
+    if method not in _METHODS:
+        raise PODArgumentError(f"method={method!r}; use one of {_METHODS}")
+    _check_truncation(n_modes, tol)
+    S = _check_snapshots(snapshots, comm)
+    ip = InnerProduct(inner, S.shape[0], comm)
+    if method == "snapshots":
+        out = _pod_gram(S, ip, comm, n_modes, tol)
+        if out is not None:
+            return out
+        method = "svd"
+    if method == "randomized":
+        return _pod_randomized(S, ip, comm, n_modes, tol, int(oversampling), int(power_iterations), seed)
+    return _pod_svd(S, ip, comm, n_modes, tol)
+
+
+def projection_error(snapshots, modes, inner=None, comm: Comm | None = None, relative: bool = True) -> float:
+    """||S - Phi Phi^T M S||_{M,F} (divided by ||S||_{M,F} when `relative`).
+
+    Computed as sqrt(||S||^2 - ||Phi^T M S||^2) only when that is well above
+    round-off; otherwise from the residual itself.
+    """
+    comm = world() if comm is None else comm
+    S = _check_snapshots(snapshots, comm)
+    ip = InnerProduct(inner, S.shape[0], comm, check=False)
+    C = ip.gram(np.asarray(modes, dtype=np.float64), S)
+    R = S - modes @ C
+    err = float(np.sqrt(np.sum(ip.norms2(R))))
+    if relative:
+        err /= float(np.sqrt(np.sum(ip.norms2(S))))
+    return err
