@@ -476,3 +476,213 @@ def projection_error(snapshots, modes, inner=None, comm: Comm | None = None, rel
     if relative:
         err /= float(np.sqrt(np.sum(ip.norms2(S))))
     return err
+
+
+# ---------------------------------------------------------------------------- streaming POD
+class IncrementalPOD:
+    """POD built from blocks of snapshots with Brand's truncated-SVD update (card H, 0.2).
+
+    Only the left factor is kept: modes `U` (n_local, k), M-orthonormal, and
+    singular values `sigma` (k,). For a new block C (n_local, s):
+
+    1. A = U^T M C, P = C - U A, orthogonalized twice (classical Gram-Schmidt
+       with reorthogonalization);
+    2. P = Q R_p with Q M-orthonormal (small Gram eigendecomposition, directions
+       below round-off of P dropped, then one Cholesky-QR pass against U and Q);
+    3. K = [[diag(sigma), A], [0, R_p]]; SVD K = F Theta G^T;
+    4. U <- [U Q] F[:, :k'], sigma <- Theta[:k'].
+
+    k' keeps the cumulative discarded energy below `(stream_tol)^2` times the
+    energy seen (stream_tol = tol / 10 by default, so the final truncation to
+    `tol` dominates), and at most `max_modes`. Memory: U, one block, and at most
+    two (n_local, s) work arrays -- about 2 blocks plus U with
+    `update(block, overwrite=True)`.
+
+    Parameters
+    ----------
+    inner : sparse SPD matrix or None, as in `pod`.
+    tol, n_modes : final truncation (as in `pod`), applied by `result()`.
+    stream_tol : per-update truncation tolerance (default tol / 10; 0 keeps all
+        numerically nonzero directions).
+    max_modes : cap on the kept rank during streaming (default: no cap beyond
+        the one stream_tol implies, or 2 n_modes + 10 when only n_modes is given).
+    """
+
+    def __init__(self, inner=None, tol: float | None = None, n_modes: int | None = None,
+                 comm: Comm | None = None, *, stream_tol: float | None = None, max_modes: int | None = None):
+        _check_truncation(n_modes, tol)
+        if stream_tol is not None and not (0.0 <= float(stream_tol) < 1.0):
+            raise PODArgumentError(f"stream_tol={stream_tol!r}; pass a number in [0, 1) or None")
+        if max_modes is not None and (not isinstance(max_modes, (int, np.integer)) or max_modes < 1):
+            raise PODArgumentError(f"max_modes={max_modes!r}; pass a positive integer or None")
+        self.comm = world() if comm is None else comm
+        self._inner = inner
+        self.tol, self.n_modes = tol, n_modes
+        self.stream_tol = (tol / 10.0 if tol is not None else 0.0) if stream_tol is None else float(stream_tol)
+        if max_modes is None and tol is None and n_modes is not None:
+            max_modes = 2 * n_modes + 10
+        self.max_modes = max_modes
+        self.ip: InnerProduct | None = None
+        self.U: np.ndarray | None = None
+        self.sigma = np.zeros(0)
+        self.total_energy = 0.0
+        self.discarded_energy = 0.0
+        self.n_snapshots = 0
+
+    def _keep(self, theta: np.ndarray) -> int:
+        e = theta**2
+        tail = np.concatenate([np.cumsum(e[::-1])[::-1], [0.0]])  # tail[k] = energy beyond k modes
+        budget = self.stream_tol**2 * self.total_energy - self.discarded_energy
+        floor = theta[0] * max(self.ip.n_local * self.comm.size, theta.size) * _EPS if theta.size else 0.0
+        k = int(np.count_nonzero(theta > floor))
+        ok = np.flatnonzero(tail[: k + 1] <= max(budget, 0.0))
+        if ok.size:
+            k = int(ok[0])
+        if self.max_modes is not None:
+            k = min(k, self.max_modes)
+        return max(k, 1)
+
+    def update(self, block, overwrite: bool = False) -> "IncrementalPOD":
+        """Add the snapshots of `block` (n_local, s); `overwrite=True` lets it be used as work space."""
+        C = _check_snapshots(block, self.comm, name="block")
+        if self.ip is None:
+            self.ip = InnerProduct(self._inner, C.shape[0], self.comm)
+        elif C.shape[0] != self.ip.n_local:
+            raise ShapeError(f"block has {C.shape[0]} rows, earlier blocks had {self.ip.n_local}; pass blocks of the same field")
+        ip = self.ip
+        self.total_energy += float(np.sum(ip.norms2(C)))
+        self.n_snapshots += C.shape[1]
+        if self.U is None:
+            Q, R = _qr_local(C, self.comm)
+            if not ip.is_identity:
+                L = np.linalg.cholesky(_unit_zero_diag(ip.gram(Q)))
+                Q = sla.solve_triangular(L, Q.T, lower=True, check_finite=False).T
+                R = L.T @ R
+            k0 = 0
+            P, Rp, A = Q, R, np.zeros((0, C.shape[1]))
+        else:
+            U = self.U
+            k0 = U.shape[1]
+            A = ip.gram(U, C)
+            P = C if (overwrite and C is block) else C.copy()
+            P -= U @ A
+            A2 = ip.gram(U, P)
+            P -= U @ A2
+            A += A2
+            del C
+            P, Rp, X = self._orthonormal_complement(P)
+            A += X
+        K = np.zeros((k0 + P.shape[1], k0 + A.shape[1]))
+        K[:k0, :k0] = np.diag(self.sigma)
+        K[:k0, k0:] = A
+        K[k0:, k0:] = Rp
+        F, theta, _ = sla.svd(K, full_matrices=False, check_finite=False, lapack_driver="gesdd")
+        F, theta = self.comm.bcast((F, theta), root=0)
+        k = self._keep(theta)
+        self.discarded_energy += float(np.sum(theta[k:] ** 2))
+        newU = P @ F[k0:, :k]
+        del P
+        if k0:
+            _gemm_accumulate(self.U, F[:k0, :k], newU)
+        self.U = _reorthonormalize(newU, ip, target=1e-13)
+        self.sigma = theta[:k].copy()
+        return self
+
+    def _orthonormal_complement(self, P):
+        """Q (M-orthonormal, orthogonal to U), R_p and a correction X with P = Q R_p + U X."""
+        ip, U = self.ip, self.U
+        G = ip.gram(P)
+        lam, V = sla.eigh(G, check_finite=False)
+        lam, V = self.comm.bcast((lam[::-1], V[:, ::-1]), root=0)
+        # Directions of P under the rounding level of the blocks seen are noise.
+        floor = max(lam[0] if lam.size else 0.0, 0.0) * P.shape[1] * _EPS * 10
+        floor = max(floor, (self.total_energy / max(self.n_snapshots, 1)) * _EPS**2)
+        r = int(np.count_nonzero(lam > floor))
+        if r == 0:
+            return np.zeros((P.shape[0], 0)), np.zeros((0, P.shape[1])), np.zeros((U.shape[1], P.shape[1]))
+        s = np.sqrt(lam[:r])
+        Q = P @ (V[:, :r] / s)
+        Rp = s[:, None] * V[:, :r].T
+        # One more pass: remove what is left along U, then make Q orthonormal.
+        X = ip.gram(U, Q)
+        Q -= U @ X
+        L = np.linalg.cholesky(ip.gram(Q))
+        Q = sla.solve_triangular(L, Q.T, lower=True, check_finite=False).T
+        return np.ascontiguousarray(Q), L.T @ Rp, X @ Rp
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """(modes (n_local, N), singular values (N,)) truncated by tol / n_modes."""
+        if self.U is None:
+            raise ShapeError("IncrementalPOD has seen no snapshots (an empty store?); call update(block) first")
+        N = truncation_rank(self.sigma, self.n_modes, self.tol, total_energy=self.total_energy)
+        return self.U[:, :N].copy(), self.sigma[:N].copy()
+
+
+def _unit_zero_diag(C: np.ndarray) -> np.ndarray:
+    zero = np.diag(C) <= 0
+    C[zero, zero] = 1.0
+    return C
+
+
+def _gemm_accumulate(U: np.ndarray, F: np.ndarray, out: np.ndarray) -> None:
+    """out += U @ F without a temporary (BLAS dgemm with beta=1 on the transposes).
+
+    U (n, k), F (k, q), out (n, q), all C-contiguous: their transposes are
+    Fortran-contiguous, so out^T = F^T U^T + out^T runs in place.
+    """
+    if not (U.flags.c_contiguous and out.flags.c_contiguous):
+        out += U @ F
+        return
+    res = sla.blas.dgemm(1.0, np.asfortranarray(F.T), U.T, beta=1.0, c=out.T, overwrite_c=True)
+    if not np.shares_memory(res, out):
+        out[...] = res.T
+
+
+def pod_streaming(blocks: Iterable, inner=None, n_modes: int | None = None, tol: float | None = None,
+                  comm: Comm | None = None, *, overwrite_blocks: bool = False,
+                  stream_tol: float | None = None, max_modes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """POD of the columns of a stream of blocks (n_local, s_i), in bounded memory.
+
+    blocks : any iterable of 2-D arrays, e.g. `SnapshotStore.iter_blocks(...)`.
+    overwrite_blocks : the blocks are fresh arrays that may serve as work space
+        (saves one block of memory).
+    Other arguments as in `pod` and `IncrementalPOD`.
+    """
+    inc = IncrementalPOD(inner, tol=tol, n_modes=n_modes, comm=comm, stream_tol=stream_tol, max_modes=max_modes)
+    it = iter(blocks)
+    while True:
+        block = next(it, None)
+        if block is None:
+            break
+        inc.update(block, overwrite=overwrite_blocks)
+        del block  # free it before the next one is produced
+    return inc.result()
+
+
+def pod_two_level(trajectories: Iterable, inner=None, n_modes: int | None = None, tol: float | None = None,
+                  comm: Comm | None = None, *, tol_trajectory: float | None = None,
+                  method: str = "snapshots") -> tuple[np.ndarray, np.ndarray]:
+    """Two-level POD of time series: each trajectory first, then across trajectories.
+
+    trajectories : iterable of (n_local, n_steps_i) arrays (time steps as columns).
+    Level 1 compresses trajectory i to Phi_i diag(sigma_i) with tolerance
+    `tol_trajectory` (default tol / sqrt(2)); level 2 is a POD of
+    [Phi_1 diag(sigma_1), Phi_2 diag(sigma_2), ...] with tolerance tol / sqrt(2),
+    so the relative error on the whole set stays below `tol`
+    (e^2 <= tol_1^2 + tol_2^2). Without `tol`, level 1 keeps every numerically
+    nonzero mode. Memory: the level-1 bases plus one trajectory.
+    """
+    _check_truncation(n_modes, tol)
+    if tol_trajectory is not None:
+        _check_truncation(None, tol_trajectory)
+    comm = world() if comm is None else comm
+    t1 = tol_trajectory if tol_trajectory is not None else (tol / np.sqrt(2.0) if tol is not None else None)
+    t2 = tol / np.sqrt(2.0) if tol is not None else None
+    scaled = []
+    for i, traj in enumerate(trajectories):
+        T = _check_snapshots(traj, comm, name=f"trajectory {i}")
+        Phi, s = pod(T, inner, tol=t1, method=method, comm=comm)
+        scaled.append(Phi * s)
+    if not scaled:
+        raise ShapeError("trajectories is empty; pass at least one (n_dofs, n_steps) array")
+    return pod(np.hstack(scaled), inner, n_modes=n_modes, tol=t2, method=method, comm=comm)

@@ -1,0 +1,412 @@
+"""SnapshotStore: snapshots, their parameters and provenance in one HDF5 file.
+
+The layout (version 1, documented in docs/store.md) is fixed when the store is
+created: the parameter sample `(m, dim)` and every dataset, preallocated with a
+contiguous layout and early allocation. After creation, writing a snapshot only
+writes raw data -- no HDF5 metadata changes -- so a process killed at any moment
+(Ctrl-C, ``kill -9``, a node failure) leaves a file that h5py opens and whose
+finished snapshots are intact. A snapshot counts as done only once its `status`
+entry is set, which is written (and flushed) after its field data. The file is
+created beside its final name and renamed into place, so a half-created file is
+never taken for a store.
+
+Status codes: 0 missing, 1 done, 2 failed (the message is in `failures`).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import h5py
+import numpy as np
+import scipy.sparse as sp
+
+from rom.errors import ShapeError, StoreError
+
+__all__ = ["SnapshotStore", "FORMAT", "FORMAT_VERSION", "array_hash", "MISSING", "DONE", "FAILED"]
+
+FORMAT = "romtk.snapshots"
+FORMAT_VERSION = 1
+MISSING, DONE, FAILED = 0, 1, 2
+_MESSAGE_BYTES = 512  # failure messages are stored as fixed-size bytes (raw data, crash-safe)
+
+
+def array_hash(*arrays) -> str:
+    """sha256 of the dtypes, shapes and bytes of arrays (e.g. mesh points and cells)."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str(a.dtype).encode())
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _romtk_version() -> str:
+    import rom
+
+    return rom.__version__
+
+
+def _preallocated(group: h5py.Group, name: str, shape: tuple, dtype) -> h5py.Dataset:
+    """Contiguous dataset allocated at creation, never filled (the OS keeps it sparse).
+
+    Writing into it later touches raw data only, never the file's metadata.
+    """
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_layout(h5py.h5d.CONTIGUOUS)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+    space = h5py.h5s.create_simple(tuple(int(s) for s in shape))
+    tid = h5py.h5t.py_create(np.dtype(dtype), logical=True)
+    dsid = h5py.h5d.create(group.id, name.encode(), tid, space, dcpl=dcpl)
+    return h5py.Dataset(dsid)
+
+
+class SnapshotStore:
+    """A romtk snapshot store (HDF5), opened for reading (`mode="r"`) or writing (`"r+"`).
+
+    Create one with `SnapshotStore.create(...)`; open an existing one with
+    `SnapshotStore(path)`. Use as a context manager, or call `close()`.
+
+    Attributes (read from the file): `parameters` (m, dim) float64, `status` (m,)
+    int8, `n_dofs`, `n_steps` (0 for steady fields), `fields` (names), `attrs`
+    (provenance: case, romtk_version, created, options, mesh_hash).
+    """
+
+    def __init__(self, path, mode: str = "r"):
+        if mode not in ("r", "r+"):
+            raise StoreError(f"mode={mode!r}; open a store with 'r' (read) or 'r+' (write)")
+        self.path = Path(path)
+        if not self.path.exists():
+            raise StoreError(f"no snapshot store at {self.path}; create it with SnapshotStore.create or rom snapshots")
+        try:
+            self._f = h5py.File(self.path, mode)
+        except OSError as exc:
+            raise StoreError(f"{self.path} is not a readable HDF5 file ({exc}); it is corrupt or not a romtk store") from None
+        try:
+            self._validate()
+        except StoreError:
+            self._f.close()
+            raise
+
+    # ------------------------------------------------------------------ validation
+    def _validate(self) -> None:
+        f = self._f
+        fmt = f.attrs.get("format")
+        if isinstance(fmt, bytes):
+            fmt = fmt.decode()
+        if fmt != FORMAT:
+            raise StoreError(f"{self.path} is an HDF5 file but not a romtk snapshot store (format attribute {fmt!r})")
+        version = int(f.attrs.get("format_version", -1))
+        if version != FORMAT_VERSION:
+            raise StoreError(
+                f"{self.path} is a romtk store of format version {version}; this romtk reads version "
+                f"{FORMAT_VERSION}. Regenerate it, or open it with the romtk version that wrote it"
+            )
+        try:
+            self._params = f["parameters/values"]
+            self._status = f["status"]
+            self._messages = f["failures"]
+            m = self._params.shape[0]
+            self.n_dofs = int(f.attrs["n_dofs"])
+            self.n_steps = int(f.attrs["n_steps"])
+            self.fields = tuple(f["fields"].keys())
+            shape = (m, self.n_steps, self.n_dofs) if self.n_steps else (m, self.n_dofs)
+            for name in self.fields:
+                if f["fields"][name].shape != shape:
+                    raise StoreError(f"{self.path}: field {name} has shape {f['fields'][name].shape}, expected {shape}")
+            if self._status.shape != (m,) or self._messages.shape[0] != m:
+                raise StoreError(f"{self.path}: status/failures do not match the {m} parameters")
+            self.parameters = self._params[...]
+            self._status[...]  # reading the mask proves the raw data is reachable
+        except StoreError:
+            raise
+        except (KeyError, OSError, ValueError) as exc:
+            raise StoreError(f"{self.path} is a damaged romtk store ({exc}); regenerate it") from None
+
+    # ------------------------------------------------------------------ creation
+    @classmethod
+    def create(cls, path, parameters, n_dofs: int, *, n_steps: int = 0, fields=("u",),
+               parameter_space=None, times=None, inner_product=None, inner_product_rebuild: str | None = None,
+               mesh_hash: str | None = None, case: str = "", options: Mapping | None = None,
+               overwrite: bool = False) -> "SnapshotStore":
+        """Create a store for the sample `parameters` (m, dim) and open it for writing.
+
+        n_dofs : size of one field (global); n_steps : number of time steps (0: steady).
+        fields : names of the fields stored per snapshot (the driver writes "u").
+        parameter_space : a ParameterSpace (its description is stored) or None.
+        times : (n_steps,) time instants, for time series.
+        inner_product : scipy sparse (n_dofs, n_dofs), stored as CSR arrays;
+        inner_product_rebuild : how to rebuild it instead (a sentence or a call).
+        mesh_hash : e.g. `array_hash(mesh.points, mesh.cells)`.
+        case, options : provenance (case name, options of the run as JSON-able dict).
+
+        The file is written as `<path>.partial` and renamed to `path` when complete.
+        """
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise StoreError(f"{path} exists; open it with SnapshotStore(path, 'r+') or pass overwrite=True")
+        P = np.asarray(parameters, dtype=np.float64)
+        if P.ndim == 1:
+            P = P[:, None]
+        if P.ndim != 2 or P.shape[0] == 0:
+            raise ShapeError(f"parameters has shape {P.shape}; pass an (m, dim) sample with m >= 1")
+        if not np.all(np.isfinite(P)):
+            raise ShapeError("parameters contain NaN or Inf; validate the sample first")
+        n_dofs, n_steps = int(n_dofs), int(n_steps)
+        if n_dofs < 1 or n_steps < 0:
+            raise ShapeError(f"n_dofs={n_dofs}, n_steps={n_steps}; pass n_dofs >= 1 and n_steps >= 0")
+        fields = tuple(fields)
+        if not fields or len(set(fields)) != len(fields):
+            raise ShapeError(f"fields={fields!r}; pass distinct field names")
+        if times is not None and (n_steps == 0 or np.shape(times) != (n_steps,)):
+            raise ShapeError(f"times has shape {np.shape(times)}; pass ({n_steps},) instants for a time series")
+        M = None
+        if inner_product is not None:
+            if not sp.issparse(inner_product):
+                raise ShapeError(f"inner_product has type {type(inner_product).__name__}; pass a scipy.sparse matrix")
+            M = sp.csr_matrix(inner_product, dtype=np.float64)
+            if M.shape != (n_dofs, n_dofs):
+                raise ShapeError(f"inner_product has shape {M.shape}; expected ({n_dofs}, {n_dofs})")
+        m = P.shape[0]
+        tmp = path.with_name(path.name + ".partial")
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["romtk_version"] = _romtk_version()
+            f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+            f.attrs["case"] = str(case)
+            f.attrs["options"] = json.dumps(dict(options or {}), sort_keys=True, default=str)
+            f.attrs["mesh_hash"] = mesh_hash or ""
+            f.attrs["n_dofs"] = n_dofs
+            f.attrs["n_steps"] = n_steps
+            g = f.create_group("parameters")
+            g.create_dataset("values", data=P)
+            if parameter_space is not None:
+                names = list(getattr(parameter_space, "names", []))
+                g.attrs["names"] = json.dumps(names)
+                if hasattr(parameter_space, "to_dict"):
+                    g.attrs["space"] = json.dumps(parameter_space.to_dict())
+            if times is not None:
+                f.create_dataset("times", data=np.asarray(times, dtype=np.float64))
+            shape = (m, n_steps, n_dofs) if n_steps else (m, n_dofs)
+            fg = f.create_group("fields")
+            for name in fields:
+                _preallocated(fg, name, shape, np.float64)
+            st = _preallocated(f, "status", (m,), np.int8)
+            st[...] = MISSING
+            msg = _preallocated(f, "failures", (m, _MESSAGE_BYTES), np.uint8)
+            msg[...] = 0
+            ig = f.create_group("inner_product")
+            if M is not None:
+                ig.create_dataset("data", data=M.data)
+                ig.create_dataset("indices", data=M.indices.astype(np.int64))
+                ig.create_dataset("indptr", data=M.indptr.astype(np.int64))
+                ig.attrs["shape"] = M.shape
+            ig.attrs["rebuild"] = inner_product_rebuild or ""
+        os.replace(tmp, path)
+        return cls(path, "r+")
+
+    # ------------------------------------------------------------------ context
+    def close(self) -> None:
+        if self._f.id.valid:
+            self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __len__(self) -> int:
+        return int(self.parameters.shape[0])
+
+    # ------------------------------------------------------------------ metadata
+    @property
+    def attrs(self) -> dict:
+        a = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in self._f.attrs.items()}
+        a["options"] = json.loads(a.get("options", "{}"))
+        return a
+
+    @property
+    def status(self) -> np.ndarray:
+        """(m,) int8: 0 missing, 1 done, 2 failed."""
+        return self._status[...]
+
+    @property
+    def done(self) -> np.ndarray:
+        """Boolean mask (m,) of finished snapshots."""
+        return self.status == DONE
+
+    @property
+    def missing(self) -> np.ndarray:
+        """Indices of snapshots neither done nor failed."""
+        return np.flatnonzero(self.status == MISSING)
+
+    @property
+    def times(self) -> np.ndarray | None:
+        return self._f["times"][...] if "times" in self._f else None
+
+    def failures(self) -> dict[int, str]:
+        """Failed snapshots: index -> message."""
+        idx = np.flatnonzero(self.status == FAILED)
+        if idx.size == 0:
+            return {}
+        raw = self._messages[idx.tolist()]
+        return {int(i): bytes(r).rstrip(b"\0").decode("utf-8", "replace") for i, r in zip(idx, raw)}
+
+    def inner_product(self) -> sp.csr_matrix | None:
+        """The stored inner-product matrix, or None (see `inner_product_rebuild`)."""
+        g = self._f["inner_product"]
+        if "data" not in g:
+            return None
+        return sp.csr_matrix((g["data"][...], g["indices"][...], g["indptr"][...]), shape=tuple(g.attrs["shape"]))
+
+    @property
+    def inner_product_rebuild(self) -> str:
+        v = self._f["inner_product"].attrs.get("rebuild", "")
+        return v.decode() if isinstance(v, bytes) else str(v)
+
+    def summary(self) -> str:
+        a = self.attrs
+        st = self.status
+        kind = f"time series of {self.n_steps} steps" if self.n_steps else "steady"
+        lines = [
+            f"romtk snapshot store {self.path} (format {FORMAT} v{FORMAT_VERSION})",
+            f"  case {a.get('case') or '-'}, written by romtk {a.get('romtk_version')}, created {a.get('created')}",
+            f"  {len(st)} parameters of dimension {self.parameters.shape[1]}; fields {', '.join(self.fields)} "
+            f"({self.n_dofs} dofs, {kind})",
+            f"  done {int(np.sum(st == DONE))}, failed {int(np.sum(st == FAILED))}, missing {int(np.sum(st == MISSING))}",
+        ]
+        for i, msg in self.failures().items():
+            lines.append(f"  failed #{i}: {msg}")
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ writing
+    def _writable(self) -> None:
+        if self._f.mode != "r+":
+            raise StoreError(f"{self.path} is open read-only; open it with SnapshotStore(path, 'r+') to write")
+
+    def write(self, index: int, values, field: str = "u") -> None:
+        """Write snapshot `index` of `field` ((n_dofs,) or (n_steps, n_dofs)) and mark it done.
+
+        Field data are flushed before the status, so a kill in between leaves
+        the snapshot marked missing (it is recomputed), never done-but-partial.
+        For several fields, call `write_field` for each, then `mark_done`.
+        """
+        self.write_field(index, values, field)
+        self.mark_done(index)
+
+    def write_field(self, index: int, values, field: str = "u") -> None:
+        self._writable()
+        if field not in self.fields:
+            raise StoreError(f"field {field!r} is not in this store (fields: {', '.join(self.fields)})")
+        v = np.asarray(values, dtype=np.float64)
+        want = (self.n_steps, self.n_dofs) if self.n_steps else (self.n_dofs,)
+        if v.shape != want:
+            raise ShapeError(f"snapshot {index} of {field} has shape {v.shape}; this store holds {want}")
+        if not np.all(np.isfinite(v)):
+            raise ShapeError(f"snapshot {index} of {field} contains NaN or Inf; record it with write_failure instead")
+        self._f["fields"][field][int(index)] = v
+        self._f.flush()
+
+    def mark_done(self, index: int) -> None:
+        self._writable()
+        self._status[int(index)] = DONE
+        self._f.flush()
+
+    def write_failure(self, index: int, message: str) -> None:
+        """Record that snapshot `index` failed, with `message` (truncated to 512 bytes)."""
+        self._writable()
+        raw = np.zeros(_MESSAGE_BYTES, dtype=np.uint8)
+        b = str(message).encode("utf-8")[:_MESSAGE_BYTES]
+        raw[: len(b)] = np.frombuffer(b, dtype=np.uint8)
+        self._messages[int(index)] = raw
+        self._f.flush()
+        self._status[int(index)] = FAILED
+        self._f.flush()
+
+    def reset(self, indices) -> None:
+        """Mark snapshots as missing again (e.g. to retry failures)."""
+        self._writable()
+        for i in np.atleast_1d(indices):
+            self._status[int(i)] = MISSING
+        self._f.flush()
+
+    # ------------------------------------------------------------------ reading
+    def _field(self, field: str) -> h5py.Dataset:
+        if field not in self.fields:
+            raise StoreError(f"field {field!r} is not in this store (fields: {', '.join(self.fields)})")
+        return self._f["fields"][field]
+
+    def _rows(self, rows):
+        if rows is None:
+            return slice(None)
+        if isinstance(rows, slice):
+            return rows
+        raise ShapeError("rows: pass a slice of dof indices (this rank's owned range) or None")
+
+    def _read(self, idx: np.ndarray, field: str, rows) -> np.ndarray:
+        ds = self._field(field)
+        rows = self._rows(rows)
+        if idx.size and np.all(np.diff(idx) == 1):
+            sel = slice(int(idx[0]), int(idx[-1]) + 1)
+        else:
+            sel = idx.tolist()
+        if self.n_steps:
+            return ds[sel, :, rows]
+        return ds[sel, rows]
+
+    def _done_indices(self, indices) -> np.ndarray:
+        done = np.flatnonzero(self.done)
+        if indices is None:
+            return done
+        idx = np.asarray(indices, dtype=np.int64).ravel()
+        if np.any((idx < 0) | (idx >= len(self))):
+            raise ShapeError(f"indices must lie in [0, {len(self)}); got {idx.min()}..{idx.max()}")
+        not_done = np.setdiff1d(idx, done)
+        if not_done.size:
+            raise StoreError(f"snapshots {not_done[:10].tolist()} are not done (missing or failed); "
+                             "resume the generation or leave them out")
+        return idx
+
+    def snapshots(self, indices=None, field: str = "u", rows=None) -> np.ndarray:
+        """Snapshot matrix (n_rows, k) of the done snapshots (or the given done `indices`).
+
+        For time series the columns are (snapshot, step) pairs, steps fastest.
+        rows : slice of dofs (e.g. this rank's owned range) or None for all.
+        """
+        idx = self._done_indices(indices)
+        if idx.size == 0:
+            raise StoreError(f"{self.path} holds no finished snapshots; run the generation first")
+        data = self._read(np.sort(idx), field, rows)
+        return data.reshape(-1, data.shape[-1]).T
+
+    def iter_blocks(self, block_size: int, field: str = "u", rows=None, indices=None) -> Iterator[np.ndarray]:
+        """Yield fresh (n_rows, k) arrays of at most `block_size` done snapshots, in index order.
+
+        Only one block is in memory at a time (each yielded array is new, so
+        `pod_streaming(..., overwrite_blocks=True)` may use it as work space).
+        For time series, a block holds all steps of up to `block_size` snapshots.
+        """
+        if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 1:
+            raise ShapeError(f"block_size={block_size!r}; pass a positive integer")
+        idx = np.sort(self._done_indices(indices))
+        if idx.size == 0:
+            raise StoreError(f"{self.path} holds no finished snapshots; run the generation first")
+        for start in range(0, idx.size, int(block_size)):
+            data = self._read(idx[start : start + block_size], field, rows)
+            yield np.ascontiguousarray(data.reshape(-1, data.shape[-1]).T)
+
+    def iter_trajectories(self, field: str = "u", rows=None, indices=None) -> Iterator[np.ndarray]:
+        """Yield each done time series as (n_rows, n_steps) (for `pod_two_level`)."""
+        if not self.n_steps:
+            raise StoreError(f"{self.path} holds steady fields; use iter_blocks")
+        for i in np.sort(self._done_indices(indices)):
+            yield np.ascontiguousarray(self._read(np.array([i]), field, rows)[0].T)
