@@ -274,7 +274,9 @@ def _bilinear_block(e0, nc, X, geo, dphig, affine, ncomp, phi, dphi, w, form, c1
             m = 0
             for i in range(nbd):
                 for j in range(nbd):
-                    data[dmap[e, m]] += Ke[i, j, c]
+                    p = dmap[e, m]
+                    if p >= 0:  # -1: a row that another rank owns
+                        data[p] += Ke[i, j, c]
                     m += 1
     else:
         for c in range(nc):

@@ -91,22 +91,27 @@ def _order(space: Space, order, *coefs) -> int | None:
 # -- matrices -----------------------------------------------------------------------------
 def _new_matrix(space: Space, out) -> sp.csr_matrix:
     indptr, indices, _ = space.pattern
+    shape = (space.n_owned, space.n_dofs)
     if out is None:
         data = np.zeros(len(indices))
-        return sp.csr_matrix((data, indices, indptr), shape=(space.n_dofs, space.n_dofs))
-    if out.shape != (space.n_dofs, space.n_dofs) or out.nnz != len(indices):
+        return sp.csr_matrix((data, indices, indptr), shape=shape)
+    if out.shape != shape or out.nnz != len(indices):
         raise ShapeError("out= is not a matrix of this space's pattern; pass one returned by an assembly on it")
     out.data[:] = 0.0
     return out
 
 
 def _run_bilinear(space: Space, tab: Tabulation, form: int, c1, c2, GG, GV, VG, VV, out, local: bool):
-    mesh = space.mesh
-    args = (mesh.points, mesh.cells, tab.dphig, space.affine, space.cell_nodes, space.ncomp,
+    cells = space.assembly_cells
+    if space.distributed:
+        c1, c2 = c1[cells], c2[cells]
+        GG, GV, VG, VV = (a[cells] if a.size else a for a in (GG, GV, VG, VV))
+    geo, nodes = space._assembly_geo, space._assembly_nodes
+    args = (space.mesh.points, geo, tab.dphig, space.affine, nodes, space.ncomp,
             tab.phi, tab.dphi, tab.rule.weights, form, c1, c2, GG, GV, VG, VV)
     if local:
         nbd = space.cell_dofs.shape[1]
-        Ke = np.empty((mesh.n_cells, nbd, nbd))
+        Ke = np.empty((len(geo), nbd, nbd))
         K.bilinear(*args, _NOMAP, np.zeros(0), Ke, *_NOCOLORS, numba.get_num_threads())
         return Ke
     A = _new_matrix(space, out)
@@ -202,8 +207,9 @@ def residual(space: Space, S=None, F=None, *, per: str = "global", order: int | 
     """Integrate int S.v + F : grad v dx with S (ne, nq, ncomp) and F (ne, nq, ncomp, dim) given
     at quadrature points (for elasticity F is the stress tensor, giving internal forces).
 
-    per="global": assembled vector (n_dofs,); "cell": per-cell contributions (ne, nbd);
-    "qp": per-quadrature-point contributions (ne, nq, nbd), unsummed, for hyper-reduction.
+    per="global": assembled vector (n_dofs,) (this rank's rows (n_owned,) when distributed);
+    "cell": per-cell contributions (ne, nbd); "qp": per-quadrature-point contributions
+    (ne, nq, nbd), unsummed, for hyper-reduction (distributed: over Space.assembly_cells).
     """
     tab = space.tabulation(order)
     ne, nq, nc, d = space.mesh.n_cells, tab.nq, space.ncomp, space.mesh.dim
@@ -218,12 +224,17 @@ def residual(space: Space, S=None, F=None, *, per: str = "global", order: int | 
     mode = {"global": 0, "cell": 1, "qp": 2}.get(per)
     if mode is None:
         raise ShapeError(f"per={per!r}: use 'global', 'cell' or 'qp'")
-    outs = [np.zeros(space.n_dofs if mode == 0 else 0), np.empty((ne, nbd) if mode == 1 else (0, 0)),
-            np.empty((ne, nq, nbd) if mode == 2 else (0, 0, 0))]
-    m = space.mesh
-    K.linear(m.points, m.cells, tab.dphig, space.affine, space.cell_nodes, nc, tab.phi, tab.dphi,
+    geo, nodes = space._assembly_geo, space._assembly_nodes
+    if space.distributed:
+        cells = space.assembly_cells
+        Sa = Sa[cells] if Sa.size else Sa
+        Fa = Fa[cells] if Fa.size else Fa
+    nl = len(geo)
+    outs = [np.zeros(space.n_dofs if mode == 0 else 0), np.empty((nl, nbd) if mode == 1 else (0, 0)),
+            np.empty((nl, nq, nbd) if mode == 2 else (0, 0, 0))]
+    K.linear(space.mesh.points, geo, tab.dphig, space.affine, nodes, nc, tab.phi, tab.dphi,
              tab.rule.weights, Sa, Fa, mode, *outs)
-    return outs[mode]
+    return space.owned(outs[0]) if mode == 0 else outs[mode]
 
 
 def load(space: Space, f=1.0, *, order: int | None = None) -> np.ndarray:
@@ -236,6 +247,8 @@ def load(space: Space, f=1.0, *, order: int | None = None) -> np.ndarray:
 
 def _facet_run(space: Space, tag: str, order):
     facets = space.mesh.boundary(tag)
+    if space.distributed:
+        facets = facets[space.local_index[facets[:, 0]] >= 0]
     geo = space.facet_geometry(facets)
     nodes = np.ascontiguousarray(space.facet_nodes(facets))
     tab = space.facet_tabulation(order)
@@ -265,7 +278,7 @@ def boundary_load(space: Space, tag: str, g=1.0, *, order: int | None = None) ->
     out = np.zeros(space.n_dofs)
     K.linear(space.mesh.points, geo, tab.dphig, True, nodes, nc, tab.phi, tab.dphi, tab.rule.weights,
              a, _EMPTY4, 0, out, _EMPTY2, _EMPTY3)
-    return out
+    return space.owned(out)
 
 
 def boundary_mass(space: Space, tag: str, h=1.0, *, order: int | None = None, out=None):
@@ -288,8 +301,9 @@ def boundary_mass(space: Space, tag: str, h=1.0, *, order: int | None = None, ou
     loc = (fd[:, :, None] * nc + np.arange(nc)).reshape(m, -1)  # local cell dofs
     nbd = space.cell_dofs.shape[1]
     pos = loc[:, :, None] * nbd + loc[:, None, :]
-    dmap = space.pattern[2][facets[:, 0][:, None, None], pos]
+    dmap = space.pattern[2][space.local_index[facets[:, 0]][:, None, None], pos].ravel()
+    keep = dmap >= 0  # rows of other ranks are theirs to add
     A = _new_matrix(space, out)
-    A.data += np.bincount(dmap.ravel(), weights=Ke.ravel(), minlength=A.nnz)
+    A.data += np.bincount(dmap[keep], weights=Ke.ravel()[keep], minlength=A.nnz)
     return A
 

@@ -67,9 +67,10 @@ class DirichletBC:
         """Boolean masks over CSR data of the space's pattern: constrained rows/columns, diagonal."""
         indptr, indices, _ = self.space.pattern
         n = self.space.n_dofs
+        start, stop = self.space.owned_range
         fixed = np.zeros(n, dtype=bool)
         fixed[self.dofs] = True
-        rows = np.repeat(np.arange(n), np.diff(indptr))
+        rows = np.repeat(np.arange(start, stop), np.diff(indptr))
         hit = fixed[rows] | fixed[indices]
         diag = np.flatnonzero(fixed[rows] & (rows == indices))
         return hit, diag
@@ -84,13 +85,14 @@ class DirichletBC:
 def apply_dirichlet(A: sp.csr_matrix, b: np.ndarray | None, bcs, *, diagonal: float = 1.0):
     """Apply Dirichlet conditions by lifting, in place: b <- b - A g on free rows, b = g on
     constrained rows; constrained rows/columns of A zeroed with `diagonal` on the diagonal.
-    A must be in its space's CSR pattern. Returns (A, b)."""
+    A must be in its space's CSR pattern (this rank's rows when distributed, b likewise).
+    Returns (A, b)."""
     if isinstance(bcs, DirichletBC):
         bcs = [bcs]
     if not bcs:
         return A, b
     space = bcs[0].space
-    if A.shape != (space.n_dofs, space.n_dofs) or A.nnz != len(space.pattern[1]):
+    if A.shape != (space.n_owned, space.n_dofs) or A.nnz != len(space.pattern[1]):
         raise ShapeError("apply_dirichlet needs a matrix assembled on the same space as the conditions")
     g = np.zeros(space.n_dofs)
     for bc in bcs:
@@ -100,8 +102,10 @@ def apply_dirichlet(A: sp.csr_matrix, b: np.ndarray | None, bcs, *, diagonal: fl
     for bc in bcs:
         hit, diag = bc._mask
         A.data[hit] = 0.0
+    start, stop = space.owned_range
     for bc in bcs:
         A.data[bc._mask[1]] = diagonal
         if b is not None:
-            b[bc.dofs] = diagonal * bc.values
+            mine = (bc.dofs >= start) & (bc.dofs < stop)
+            b[bc.dofs[mine] - start] = diagonal * bc.values[mine]
     return A, b

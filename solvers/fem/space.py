@@ -12,7 +12,9 @@ import numpy as np
 from rom.errors import MeshError, ShapeError
 from solvers.fem import _kernels
 from solvers.fem.elements import FACETS, FACET_TYPE, SIMPLEX, TDIM, Element, entities, lagrange
+from rom.parallel import world
 from solvers.fem.quadrature import QuadratureRule, gauss
+from solvers.mesh.partition import partition_cells
 
 if TYPE_CHECKING:  # the mesh module imports reference-cell tables from this package
     from solvers.mesh import Mesh
@@ -77,7 +79,7 @@ class Space:
     Vertex nodes keep the mesh's vertex numbering; edge, face and interior nodes follow.
     """
 
-    def __init__(self, mesh: Mesh, degree: int = 1, shape: tuple = ()):
+    def __init__(self, mesh: Mesh, degree: int = 1, shape: tuple = (), comm=None):
         if mesh.n_cells == 0:
             raise MeshError("the mesh has no cells; a space needs at least one")
         self.mesh = mesh
@@ -90,6 +92,8 @@ class Space:
         self.geometry = lagrange(mesh.cell_type, 1)
         self.affine = SIMPLEX[mesh.cell_type]
         self.cell_nodes, self.n_nodes = self._number_nodes()
+        self.comm = world() if comm is None else comm
+        self._distribute()
 
     def _number_nodes(self):
         mesh, el = self.mesh, self.element
@@ -113,6 +117,91 @@ class Space:
                 cols[i] = ids[:, li] + offset
             offset += count
         return np.ascontiguousarray(np.stack(cols, axis=1)), offset
+
+    def _distribute(self) -> None:
+        """Split cells over the ranks of self.comm (RCB), give each node to the lowest rank of
+        the cells around it, and renumber nodes so that each rank owns a contiguous range.
+        Every rank keeps the whole mesh; it assembles the cells touching its nodes (its own
+        cells plus one layer of overlap), so its rows are complete without communication."""
+        ne, P, r = self.mesh.n_cells, self.comm.size, self.comm.rank
+        if P == 1:
+            self.cell_part = np.zeros(ne, dtype=np.int32)
+            self.node_ranges = np.array([0, self.n_nodes], dtype=np.int64)
+            self.serial_nodes = None
+            self.local_cells = None
+            return
+        if P > ne:
+            raise MeshError(f"{P} ranks but only {ne} cells; run on at most {ne} ranks or refine the mesh")
+        part = partition_cells(self.mesh, P)
+        nb = self.cell_nodes.shape[1]
+        owner = np.full(self.n_nodes, P, dtype=np.int32)
+        np.minimum.at(owner, self.cell_nodes.ravel(), np.repeat(part, nb))
+        order = np.lexsort((np.arange(self.n_nodes), owner))
+        new = np.empty(self.n_nodes, dtype=np.int64)
+        new[order] = np.arange(self.n_nodes)
+        self.cell_nodes = new[self.cell_nodes]
+        self.cell_part = part
+        self.node_ranges = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=P))]).astype(np.int64)
+        self.serial_nodes = order  # node k here is node order[k] of the serial numbering
+        n0, n1 = self.node_ranges[r], self.node_ranges[r + 1]
+        self.local_cells = np.flatnonzero(((self.cell_nodes >= n0) & (self.cell_nodes < n1)).any(axis=1))
+
+    # -- distribution -------------------------------------------------------------------
+    @property
+    def owned_range(self) -> tuple[int, int]:
+        """[start, stop) of the dofs this rank owns (all dofs on one rank)."""
+        r = self.comm.rank
+        return int(self.node_ranges[r]) * self.ncomp, int(self.node_ranges[r + 1]) * self.ncomp
+
+    @property
+    def n_owned(self) -> int:
+        a, b = self.owned_range
+        return b - a
+
+    @property
+    def distributed(self) -> bool:
+        return self.comm.size > 1
+
+    @cached_property
+    def assembly_cells(self) -> np.ndarray | slice:
+        """Cells this rank integrates over: every cell touching an owned node (all cells serially)."""
+        return slice(None) if self.local_cells is None else self.local_cells
+
+    @cached_property
+    def local_index(self) -> np.ndarray:
+        """(ne,) position of each cell among assembly_cells, -1 where this rank does not assemble it."""
+        idx = np.full(self.mesh.n_cells, -1, dtype=np.int64)
+        cells = np.arange(self.mesh.n_cells)[self.assembly_cells]
+        idx[cells] = np.arange(len(cells))
+        return idx
+
+    @cached_property
+    def _assembly_geo(self) -> np.ndarray:
+        return self.mesh.cells if self.local_cells is None else np.ascontiguousarray(self.mesh.cells[self.local_cells])
+
+    @cached_property
+    def _assembly_nodes(self) -> np.ndarray:
+        return self.cell_nodes if self.local_cells is None else np.ascontiguousarray(self.cell_nodes[self.local_cells])
+
+    def owned(self, u_full: np.ndarray) -> np.ndarray:
+        """This rank's rows of a full vector (n_dofs, ...) -> (n_owned, ...)."""
+        a, b = self.owned_range
+        return u_full[a:b]
+
+    def gather(self, u_owned: np.ndarray) -> np.ndarray:
+        """The full vector (n_dofs,) on every rank from each rank's owned rows."""
+        u_owned = np.asarray(u_owned)
+        if self.comm.size == 1:
+            return u_owned
+        return np.concatenate(self.comm.allgather(u_owned))
+
+    def to_serial(self, u_full: np.ndarray) -> np.ndarray:
+        """A full vector in the serial (one-rank) numbering of the same space."""
+        if self.serial_nodes is None:
+            return u_full
+        out = np.empty_like(u_full).reshape(self.n_nodes, -1)
+        out[self.serial_nodes] = u_full.reshape(self.n_nodes, -1)
+        return out.reshape(u_full.shape)
 
     # -- sizes and numbering --------------------------------------------------------
     @property
@@ -163,10 +252,16 @@ class Space:
 
     # -- sparsity --------------------------------------------------------------------------
     @cached_property
+    def _assembly_dofs(self) -> np.ndarray:
+        d = self.cell_dofs
+        return d if self.local_cells is None else np.ascontiguousarray(d[self.local_cells])
+
+    @cached_property
     def pattern(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(indptr, indices, dmap): the CSR pattern of every matrix on this space, built once.
-        dmap (ne, nbd*nbd) holds the CSR position of each element-matrix entry."""
-        dofs, n = self.cell_dofs, self.n_dofs
+        """(indptr, indices, dmap): the CSR pattern of every matrix on this space, built once:
+        this rank's rows (all rows serially) with global column indices. dmap (n_assembly_cells,
+        nbd*nbd) holds the CSR position of each element-matrix entry, -1 for rows of other ranks."""
+        dofs, n = self._assembly_dofs, self.n_dofs
         nthreads = numba.get_num_threads()
         ptr, inc = _kernels._incidence(dofs, n)
         length = _kernels.csr_count(dofs, n, ptr, inc, nthreads)
@@ -178,13 +273,18 @@ class Space:
         indices = np.empty(nnz, dtype=itype)
         dmap = np.empty((dofs.shape[0], dofs.shape[1] ** 2), dtype=itype)
         _kernels.csr_fill(dofs, n, ptr, inc, indptr, indices, dmap, nthreads)
-        return indptr, indices, dmap
+        if self.local_cells is None:
+            return indptr, indices, dmap
+        a, b = self.owned_range
+        lo, hi = int(indptr[a]), int(indptr[b])
+        dmap = np.where((dmap >= lo) & (dmap < hi), dmap - lo, -1).astype(itype)
+        return (indptr[a:b + 1] - lo).astype(itype), indices[lo:hi].copy(), dmap
 
     @cached_property
     def block_colors(self) -> tuple[np.ndarray, np.ndarray]:
         """(block_order, color_ptr): cell blocks grouped in colours that share no dof, so that
         threads scatter into the CSR data without races."""
-        return _kernels.block_coloring(self.cell_dofs, self.n_dofs, _kernels._BLOCK)
+        return _kernels.block_coloring(self._assembly_dofs, self.n_dofs, _kernels._BLOCK)
 
     # -- boundaries ---------------------------------------------------------------------------
     def facet_nodes(self, facets: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as sla
 
 from rom.errors import ConvergenceError, ShapeError, SingularSystemError
+from rom.parallel import world
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,18 @@ def _singular_message(detail: str) -> str:
     )
 
 
-BACKENDS = {"scipy": _ScipyBackend}
+def _petsc_backend(opts):
+    try:
+        from solvers.linalg.petsc_backend import PetscBackend
+    except ImportError as exc:
+        raise ShapeError(
+            f"backend='petsc' needs petsc4py, which does not import here ({exc}); run `make mpi` "
+            "(or install petsc4py against your cluster's PETSc)"
+        ) from None
+    return PetscBackend(opts)
+
+
+BACKENDS = {"scipy": _ScipyBackend, "petsc": _petsc_backend}
 
 
 class LinearSolver:
@@ -149,31 +161,41 @@ class LinearSolver:
     method: "direct" (sparse LU), "cg" (SPD), "minres" (symmetric), "gmres".
     preconditioner: "amg" (smoothed aggregation; pass near_nullspace, e.g. rigid_body_modes,
     for elasticity), "jacobi" or None. rtol/atol: relative/absolute residual tolerances.
-    backend: "scipy" here; "petsc" when the distributed backend is installed.
+    backend: "scipy" (one process) or "petsc" (petsc4py; KSP/PC, MPI-distributed rows);
+    default: scipy on one rank, petsc under mpirun. petsc_options: extra PETSc options (dict),
+    the command line overrides them. comm: the communicator (default rom.parallel.world()).
     """
 
     def __init__(self, method: str = "direct", preconditioner: str | None = "amg", *, rtol: float = 1e-10,
                  atol: float = 0.0, maxiter: int | None = None, restart: int = 50, near_nullspace=None,
-                 backend: str = "scipy", record_history: bool = True):
+                 backend: str | None = None, record_history: bool = True, petsc_options: dict | None = None,
+                 comm=None):
         if method not in METHODS:
             raise ShapeError(f"method={method!r}: use one of {METHODS}")
         if preconditioner not in PRECONDITIONERS:
             raise ShapeError(f"preconditioner={preconditioner!r}: use one of {PRECONDITIONERS}")
+        self.comm = comm or world()
+        if backend is None:
+            backend = "petsc" if self.comm.size > 1 else "scipy"
         if backend not in BACKENDS:
             raise ShapeError(f"backend={backend!r} is not available; installed backends: {sorted(BACKENDS)}")
         self.method, self.preconditioner = method, preconditioner
         self.rtol, self.atol, self.maxiter, self.restart = rtol, atol, maxiter, restart
         self.near_nullspace = near_nullspace
         self.record_history = record_history
+        self.petsc_options = petsc_options
         self.backend = backend
         self._impl = BACKENDS[backend](self)
         self.info: SolveInfo | None = None
         self.setup_seconds = 0.0
 
     def setup(self, A) -> "LinearSolver":
-        """Factorize (direct) or build the preconditioner for A; later solves reuse it."""
-        if not sp.issparse(A) or A.shape[0] != A.shape[1]:
+        """Factorize (direct) or build the preconditioner for A; later solves reuse it.
+        A: sparse (n, n), or this rank's rows (n_owned, n) when distributed."""
+        if not sp.issparse(A) or (self.comm.size == 1 and A.shape[0] != A.shape[1]):
             raise ShapeError(f"A must be a square sparse matrix; got {type(A).__name__} of shape {A.shape}")
+        if self.comm.size > 1 and self.backend == "scipy":
+            raise ShapeError("the scipy backend runs on one process; under mpirun use backend='petsc'")
         t = time.perf_counter()
         self._impl.setup(sp.csr_matrix(A))
         self.setup_seconds = time.perf_counter() - t
@@ -184,7 +206,7 @@ class LinearSolver:
         if self._impl.A is None:
             raise ShapeError("call setup(A) before solve(b)")
         b = np.asarray(b, dtype=np.float64)
-        if b.shape[0] != self._impl.A.shape[0]:
+        if self._impl.A is not None and b.shape[0] != self._impl.A.shape[0]:
             raise ShapeError(f"b has {b.shape[0]} rows, the operator {self._impl.A.shape[0]}")
         t = time.perf_counter()
         x, info = self._impl.solve(b, x0)

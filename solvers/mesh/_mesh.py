@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 
 from rom.errors import BoundaryError, MeshError, ShapeError
-from solvers.fem.elements import FACETS, FACET_TYPE, N_VERTICES, TDIM
+from solvers.cells import FACETS, FACET_TYPE, N_VERTICES, TDIM
 
 Predicate = Callable[[np.ndarray], np.ndarray]
 

@@ -13,7 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 from rom.errors import MeshError
-from solvers.mesh._mesh import Mesh
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from solvers.mesh._mesh import Mesh
 
 
 def rcb(points: np.ndarray, nparts: int) -> np.ndarray:
