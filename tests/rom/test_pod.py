@@ -1,0 +1,389 @@
+"""POD: known singular values, M-orthonormality, truncation, randomized bound, streaming, distributed."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings, strategies as st
+
+from rom.errors import RomError, ShapeError
+from rom.parallel import Comm
+from rom.pod import (
+    IncrementalPOD,
+    PODArgumentError,
+    pod,
+    pod_streaming,
+    pod_two_level,
+    projection_error,
+    truncation_rank,
+)
+
+METHODS = ("snapshots", "svd", "tsqr", "randomized")
+
+
+# ---------------------------------------------------------------------------- test data
+def mass_1d(n: int) -> sp.csr_matrix:
+    """P1 mass matrix of a uniform mesh of [0, 1] with n nodes (SPD, not diagonal)."""
+    h = 1.0 / (n - 1)
+    main = np.full(n, 4.0 * h / 6.0)
+    main[[0, -1]] = 2.0 * h / 6.0
+    off = np.full(n - 1, h / 6.0)
+    return sp.diags([off, main, off], [-1, 0, 1], format="csr")
+
+
+def m_orthonormal(n: int, k: int, M, rng) -> np.ndarray:
+    """k columns orthonormal in the M inner product (QR, then the Cholesky factor of Q^T M Q)."""
+    Q, _ = np.linalg.qr(rng.standard_normal((n, k)))
+    if M is None:
+        return Q
+    L = np.linalg.cholesky(Q.T @ (M @ Q))
+    return np.linalg.solve(L, Q.T).T
+
+
+def known_matrix(n, m, sigma, M=None, seed=0):
+    """S = U diag(sigma) V^T with U M-orthonormal: its M-singular values are exactly sigma."""
+    rng = np.random.default_rng(seed)
+    k = len(sigma)
+    U = m_orthonormal(n, k, M, rng)
+    V, _ = np.linalg.qr(rng.standard_normal((m, k)))
+    return (U * sigma) @ V.T, U
+
+
+def m_defect(Phi, M=None) -> float:
+    G = Phi.T @ (Phi if M is None else M @ Phi)
+    return float(np.max(np.abs(G - np.eye(G.shape[0]))))
+
+
+def subspace_distance(A, B, M=None) -> float:
+    """Largest sine of the principal angles between span(A) and span(B) (both M-orthonormal)."""
+    R = B - A @ (A.T @ (B if M is None else M @ B))  # part of span(B) outside span(A)
+    RMR = R.T @ (R if M is None else M @ R)
+    return float(np.sqrt(max(0.0, np.linalg.eigvalsh(RMR).max()))) if R.size else 0.0
+
+
+# ---------------------------------------------------------------------------- agreement
+@pytest.mark.parametrize("weighted", [False, True])
+def test_all_methods_recover_known_singular_values_and_agree(weighted):
+    n, m = 600, 80
+    M = mass_1d(n) if weighted else None
+    sigma = 10.0 ** (-np.arange(12) / 3.0)  # rank 12, sigma from 1 to 2e-4
+    S, U = known_matrix(n, m, sigma, M)
+    results = {meth: pod(S, M, n_modes=8, method=meth, seed=3) for meth in METHODS}
+    results["streaming"] = pod_streaming((S[:, i:i + 16] for i in range(0, m, 16)), M, n_modes=8)
+    results["two_level"] = pod_two_level([S[:, :40], S[:, 40:]], M, n_modes=8)
+    ref_modes = U[:, :8]
+    for name, (Phi, s) in results.items():
+        assert Phi.shape == (n, 8), name
+        np.testing.assert_allclose(s, sigma[:8], rtol=1e-10, err_msg=name)
+        assert subspace_distance(Phi, ref_modes, M) < 1e-8, name
+        assert m_defect(Phi, M) < 1e-12, name
+
+
+def test_singular_values_equal_lapack_svd_on_full_rank_matrix():
+    rng = np.random.default_rng(1)
+    S = rng.standard_normal((500, 60)) @ np.diag(np.linspace(1, 3, 60))
+    ref = np.linalg.svd(S, compute_uv=False)
+    for meth in ("snapshots", "svd", "tsqr"):
+        _, s = pod(S, method=meth)
+        np.testing.assert_allclose(s, ref, rtol=1e-10, err_msg=meth)
+
+
+# ---------------------------------------------------------------------------- truncation
+@pytest.mark.parametrize("tol", [1e-1, 1e-2, 1e-4, 1e-7])
+@pytest.mark.parametrize("method", METHODS)
+def test_projection_error_is_root_of_discarded_energy(tol, method):
+    n, m = 400, 60
+    M = mass_1d(n)
+    sigma = 0.6 ** np.arange(40)
+    S, _ = known_matrix(n, m, sigma, M, seed=2)
+    Phi, s = pod(S, M, tol=tol, method=method, seed=0)
+    N = len(s)
+    discarded = np.sqrt(np.sum(sigma[N:] ** 2) / np.sum(sigma**2))
+    assert discarded <= tol
+    np.testing.assert_allclose(projection_error(S, Phi, M), discarded, rtol=1e-6, atol=1e-14)
+    # card 0.1: the larger of the sigma-ratio count and the energy count
+    energy = [k for k in range(41) if np.sum(sigma[k:] ** 2) <= tol**2 * np.sum(sigma**2)][0]
+    assert N == max(energy, int(np.sum(sigma > tol * sigma[0])))
+
+
+def test_truncation_rank_rules():
+    s = np.array([1.0, 0.5, 0.1, 0.01, 0.0])
+    assert truncation_rank(s) == 4  # zero is not a mode
+    assert truncation_rank(s, n_modes=2) == 2
+    # energy: total 1.2601; keeping 1 leaves relative sqrt(0.2601/1.2601) = 0.454, keeping 2 leaves 0.0895
+    assert truncation_rank(s, tol=0.6) == 1
+    assert truncation_rank(s, tol=0.2) == 2
+    assert truncation_rank(s, tol=0.08) == 3
+    # tol=0.09: the energy count is 2, the ratio count #{sigma_k > 0.09} is 3, the larger wins
+    assert truncation_rank(s, tol=0.09) == 3
+    assert truncation_rank(s, tol=0.05, n_modes=1) == 1
+
+
+def test_method_of_snapshots_falls_back_to_svd_below_its_resolution():
+    n, m = 800, 40
+    sigma = 10.0 ** (-np.arange(30) / 2.0)  # down to 3e-15
+    S, _ = known_matrix(n, m, sigma, None, seed=4)
+    Phi, s = pod(S, tol=3e-11, method="snapshots")
+    # modes down to sigma ~ 1e-11 are needed; the Gram route resolves ~1e-7 only
+    assert len(s) >= 22
+    np.testing.assert_allclose(s, sigma[: len(s)], rtol=1e-3)
+    assert projection_error(S, Phi) <= 3e-11
+    assert m_defect(Phi) < 1e-12
+    # well inside its resolution the Gram route is used; its relative error on sigma_k is
+    # of order m eps (sigma_1 / sigma_k)^2 (eigenvalues of S^T S carry absolute error ~ eps sigma_1^2)
+    _, s_g = pod(S, tol=1e-4, method="snapshots")
+    rel = np.abs(s_g / sigma[: len(s_g)] - 1.0)
+    assert np.all(rel <= 40 * np.finfo(float).eps * (sigma[0] / sigma[: len(s_g)]) ** 2)
+
+
+def test_exact_rank_data_keep_only_the_rank():
+    S, _ = known_matrix(300, 50, np.array([3.0, 2.0, 1.0]), None, seed=5)
+    for meth in METHODS:
+        Phi, s = pod(S, method=meth, seed=1)
+        assert len(s) == 3, meth
+        assert projection_error(S, Phi) < 1e-13, meth
+
+
+# ---------------------------------------------------------------------------- orthonormality (property)
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(20, 300), m=st.integers(1, 40), seed=st.integers(0, 10**6),
+       method=st.sampled_from(METHODS), weighted=st.booleans(), decay=st.floats(0.05, 1.0))
+def test_modes_are_m_orthonormal(n, m, seed, method, weighted, decay):
+    rng = np.random.default_rng(seed)
+    M = mass_1d(n) if weighted else None
+    S = rng.standard_normal((n, m)) * decay ** np.arange(m)
+    Phi, s = pod(S, M, method=method, seed=seed)
+    assert m_defect(Phi, M) < 1e-12
+    assert np.all(np.diff(s) <= 1e-12 * s[0])
+    assert Phi.shape == (n, s.size) and s.size <= min(n, m)
+
+
+# ---------------------------------------------------------------------------- randomized
+@pytest.mark.parametrize("q", [0, 1])
+def test_randomized_error_obeys_probabilistic_bound_over_20_seeds(q):
+    """Halko-Martinsson-Tropp (2011) Cor. 10.9 / Thm 9.3 with p >= 4, failure prob. <= 6 p^-p.
+
+    ||S - Phi Phi^T S||_2 <= sigma_{k+1} + [1 + 11 sqrt(k+p) sqrt(min(n,m))]^{1/(2q+1)} sigma_{k+1}.
+    """
+    n, m, k, p = 500, 200, 10, 6
+    sigma = 1.0 / np.arange(1, m + 1)  # slow decay: the bound is tested where it is hard
+    S, _ = known_matrix(n, m, sigma, None, seed=6)
+    bound = sigma[k] * (1.0 + (1.0 + 11.0 * np.sqrt(k + p) * np.sqrt(min(n, m))) ** (1.0 / (2 * q + 1)))
+    errs = []
+    for seed in range(20):
+        Phi, s = pod(S, n_modes=k, method="randomized", oversampling=p, power_iterations=q, seed=seed)
+        R = S - Phi @ (Phi.T @ S)
+        errs.append(np.linalg.norm(R, 2))
+        assert m_defect(Phi) < 1e-12
+    errs = np.array(errs)
+    assert np.all(errs <= bound)
+    assert np.all(errs >= sigma[k] * (1 - 1e-12))  # never better than optimal
+    if q == 1:
+        assert np.median(errs) < 3.0 * sigma[k]
+
+
+# ---------------------------------------------------------------------------- streaming
+def smooth_field(n, m, seed=0):
+    rng = np.random.default_rng(seed)
+    x = np.linspace(0.0, 1.0, n)[:, None]
+    mu = rng.uniform(0.5, 4.0, m)
+    return np.exp(-mu * x) * np.sin(2.0 * mu * x) + 0.2 * np.cos(3.0 * mu * x**2)
+
+
+@pytest.mark.parametrize("tol", [1e-3, 1e-6])
+def test_streaming_pod_equals_batch_to_tolerance(tol):
+    n, m = 1500, 300
+    M = mass_1d(n)
+    S = smooth_field(n, m)
+    Phi_b, s_b = pod(S, M, tol=tol)
+    Phi_s, s_s = pod_streaming((S[:, i:i + 25].copy() for i in range(0, m, 25)), M, tol=tol, overwrite_blocks=True)
+    total = np.sqrt(np.sum(s_b**2))
+    assert projection_error(S, Phi_s, M) <= tol * 1.01
+    assert m_defect(Phi_s, M) < 1e-12
+    N = min(len(s_b), len(s_s))
+    assert abs(len(s_b) - len(s_s)) <= 1
+    np.testing.assert_allclose(s_s[:N], s_b[:N], atol=tol * total)
+    # modes whose singular values are well separated from the truncation level agree
+    strong = int(np.sum(s_b > 1e3 * tol * total))
+    assert subspace_distance(Phi_s[:, :strong], Phi_b[:, :strong], M) < 1e2 * tol
+
+
+def test_brand_update_exact_rank_and_truncated_near_optimal():
+    """Card H: exact-rank data reconstructed to 1e-12; rank-20 truncation within 1.02 of optimal."""
+    rng = np.random.default_rng(7)
+    S8, _ = known_matrix(500, 100, rng.uniform(1, 5, 8), None, seed=7)
+    inc = IncrementalPOD(n_modes=8, max_modes=8, stream_tol=0.0)
+    inc.update(S8[:, :5])
+    for j in range(5, 100):
+        inc.update(S8[:, j:j + 1])
+    Phi, s = inc.result()
+    assert np.linalg.norm(S8 - Phi @ (Phi.T @ S8)) / np.linalg.norm(S8) < 1e-12
+
+    sigma = 0.7 ** np.arange(60)
+    A, _ = known_matrix(2000, 300, sigma, None, seed=8)
+    inc = IncrementalPOD(n_modes=20, max_modes=20, stream_tol=0.0)
+    inc.update(A[:, :5])
+    for j in range(5, 300):
+        inc.update(A[:, j:j + 1])
+    Phi, s = inc.result()
+    optimal = np.sqrt(np.sum(sigma[20:] ** 2))
+    assert np.linalg.norm(A - Phi @ (Phi.T @ A)) <= 1.02 * optimal
+    assert m_defect(Phi) < 1e-12
+
+
+def test_two_level_pod_meets_tolerance_on_time_series():
+    n = 800
+    M = mass_1d(n)
+    x = np.linspace(0, 1, n)[:, None]
+    t = np.linspace(0, 1, 40)[None, :]
+    trajs = [np.exp(-a * t) * np.sin(np.pi * x * (1 + a * t)) for a in (0.5, 1.0, 2.0, 3.0)]
+    S = np.hstack(trajs)
+    for tol in (1e-2, 1e-5):
+        Phi, s = pod_two_level(iter(trajs), M, tol=tol)
+        assert projection_error(S, Phi, M) <= tol
+        _, s_b = pod(S, M, tol=tol)
+        np.testing.assert_allclose(s[:5], s_b[:5], rtol=tol)
+
+
+# ---------------------------------------------------------------------------- distributed
+class ThreadComm(Comm):
+    """In-process communicator over threads: the collectives of Comm, for testing row-distributed code."""
+
+    def __init__(self, rank, size, shared):
+        super().__init__(None)
+        self.rank, self.size, self._shared = rank, size, shared
+
+    def _exchange(self, obj):
+        slots, barrier = self._shared
+        slots[self.rank] = obj
+        barrier.wait()
+        out = list(slots)
+        barrier.wait()
+        return out
+
+    def allreduce(self, value, op="sum"):
+        vals = self._exchange(value)
+        f = {"sum": np.sum, "max": np.max, "min": np.min}[op]
+        return f(np.stack([np.asarray(v) for v in vals]), axis=0) if isinstance(value, np.ndarray) else f(vals)
+
+    def bcast(self, obj, root=0):
+        return self._exchange(obj)[root]
+
+    def gather(self, obj, root=0):
+        vals = self._exchange(obj)
+        return vals if self.rank == root else None
+
+    def allgather(self, obj):
+        return self._exchange(obj)
+
+    def alltoall(self, objs):
+        vals = self._exchange(objs)
+        return [vals[r][self.rank] for r in range(self.size)]
+
+    def barrier(self):
+        self._exchange(None)
+
+
+def run_ranks(size, fn):
+    shared = ([None] * size, threading.Barrier(size))
+    out, errors = [None] * size, []
+
+    def work(r):
+        try:
+            out[r] = fn(ThreadComm(r, size, shared))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+            shared[1].abort()
+
+    threads = [threading.Thread(target=work, args=(r,)) for r in range(size)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return out
+
+
+@pytest.mark.parametrize("method", ["snapshots", "svd", "tsqr", "randomized"])
+@pytest.mark.parametrize("size", [2, 3])
+def test_distributed_pod_equals_serial(method, size):
+    n, m = 900, 50
+    M = mass_1d(n)
+    S = smooth_field(n, m, seed=1)
+    Phi, s = pod(S, M, tol=1e-7, method=method, seed=5, comm=Comm(None))
+    cuts = np.linspace(0, n, size + 1).astype(int)
+
+    def rank_pod(comm):
+        lo, hi = cuts[comm.rank], cuts[comm.rank + 1]
+        return pod(S[lo:hi], M[lo:hi], tol=1e-7, method=method, seed=5, comm=comm)  # rows, global columns
+
+    parts = run_ranks(size, rank_pod)
+    Phi_d = np.vstack([p[0] for p in parts])
+    for _, s_d in parts:
+        np.testing.assert_allclose(s_d, s, rtol=1e-10)
+    np.testing.assert_allclose(np.abs(Phi_d), np.abs(Phi), atol=1e-8)
+    assert subspace_distance(Phi_d, Phi, M) < 1e-8
+    assert m_defect(Phi_d, M) < 1e-12
+
+
+def test_distributed_streaming_equals_serial():
+    n, m = 600, 60
+    S = smooth_field(n, m, seed=2)
+    Phi, s = pod_streaming((S[:, i:i + 10] for i in range(0, m, 10)), tol=1e-6, comm=Comm(None))
+
+    def rank_stream(comm):
+        lo, hi = (0, 250) if comm.rank == 0 else (250, n)
+        return pod_streaming((S[lo:hi, i:i + 10] for i in range(0, m, 10)), tol=1e-6, comm=comm)
+
+    parts = run_ranks(2, rank_stream)
+    np.testing.assert_allclose(parts[0][1], s, rtol=1e-9)
+    assert subspace_distance(np.vstack([p[0] for p in parts]), Phi) < 1e-8
+
+
+# ---------------------------------------------------------------------------- bad input
+def test_nan_snapshot_is_refused_by_column():
+    S = np.ones((10, 4))
+    S[3, 2] = np.nan
+    with pytest.raises(ShapeError, match=r"column\(s\) \[2\].*NaN"):
+        pod(S)
+    S[3, 2] = np.inf
+    with pytest.raises(ShapeError, match="NaN or Inf"):
+        pod_streaming([S])
+
+
+@pytest.mark.parametrize("tol", [0.0, 1.0, -1e-3, 2.0, "1e-3"])
+def test_tolerance_out_of_range(tol):
+    with pytest.raises(PODArgumentError, match="tol="):
+        pod(np.eye(5), tol=tol)
+
+
+def test_bad_arguments_name_themselves():
+    S = np.random.default_rng(0).standard_normal((20, 5))
+    with pytest.raises(PODArgumentError, match="n_modes"):
+        pod(S, n_modes=0)
+    with pytest.raises(PODArgumentError, match="method"):
+        pod(S, method="qr")
+    with pytest.raises(ShapeError, match="no columns"):
+        pod(np.zeros((20, 0)))
+    with pytest.raises(ShapeError, match="shape"):
+        pod(np.zeros((2, 3, 4)))
+    with pytest.raises(ShapeError, match=r"inner has shape \(19, 19\)"):
+        pod(S, sp.eye(19))
+    with pytest.raises(ShapeError, match="not symmetric"):
+        pod(S, sp.eye(20) + sp.csr_matrix(([1.0], ([0], [3])), shape=(20, 20)))
+    with pytest.raises(ShapeError, match="not positive definite"):
+        pod(S, -sp.eye(20))
+    with pytest.raises(ShapeError, match="scipy.sparse"):
+        pod(S, np.eye(20))
+    with pytest.raises(ShapeError, match="no snapshots"):
+        IncrementalPOD().result()
+    inc = IncrementalPOD().update(S)
+    with pytest.raises(ShapeError, match="rows"):
+        inc.update(S[:10])
+    with pytest.raises(ShapeError, match="empty"):
+        pod_two_level([])
+    assert issubclass(PODArgumentError, RomError)
