@@ -48,9 +48,12 @@ def array_hash(*arrays) -> str:
 
 
 def _romtk_version() -> str:
-    import rom
+    from importlib.metadata import PackageNotFoundError, version
 
-    return rom.__version__
+    try:
+        return version("romtk")
+    except PackageNotFoundError:  # a source tree that was not installed
+        return "0.1.0+src"
 
 
 def _preallocated(group: h5py.Group, name: str, shape: tuple, dtype) -> h5py.Dataset:
