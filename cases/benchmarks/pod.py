@@ -1,0 +1,274 @@
+"""POD benchmark: romtk's POD variants against numpy's SVD and pyMOR's `pod`, in one run.
+
+Snapshots are a smooth parametric field, a Gaussian pulse on [0, 1] with
+parametrized centre and width, u(x; c, w) = exp(-((x - c) / w)^2),
+c in [0.2, 0.8], w in [0.03, 0.1] (Latin hypercube), sampled at n points.
+For each (n rows, m columns) matrix and N = 50 modes it times:
+
+* numpy.linalg.svd (thin), pymor.algorithms.pod.pod (method of snapshots),
+* romtk: the Gram step alone, pod(method=...) for "snapshots", "svd",
+  "randomized", and pod_streaming in blocks of 100 columns,
+
+and reports seconds, the relative projection error of the N-mode basis, the
+largest relative deviation of the N singular values from numpy's, and the peak
+extra resident memory during the call (RSS sampled every 2 ms, minus RSS before).
+The streaming goal streams an n x 2000 matrix (generated block by block, never
+whole) and reports its peak memory in blocks.
+
+Goals (DESIGN.md JSON): gram_vs_gemm (Gram GFLOP/s over the GEMM GFLOP/s measured
+in this run, >= 0.8; the Gram flops are n m (m + 1), what the symmetric rank-k
+update performs), pod_vs_gram (whole POD over the Gram step, <= 1.5),
+pod_vs_pymor (pyMOR seconds over romtk seconds at equal or better accuracy,
+>= 1, one per size), streaming_memory_blocks (< 3).
+
+    python cases/benchmarks/pod.py [--quick] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine_info, write_json  # noqa: E402
+
+from rom.parallel import Comm  # noqa: E402
+from rom.pod import InnerProduct, pod, pod_streaming  # noqa: E402
+
+N_MODES = 50
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * _PAGE
+
+
+class PeakRSS:
+    """Peak resident memory above the level at entry, sampled by a thread every 2 ms."""
+
+    def __enter__(self):
+        gc.collect()
+        self.base = rss()
+        self.peak = self.base
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+        return self
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss())
+            time.sleep(0.002)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, rss())
+        self.extra = self.peak - self.base
+
+
+def mem_available() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def field_block(x: np.ndarray, c: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """exp(-((x - c) / w)^2) as an (n, len(c)) array, built in place (one allocation)."""
+    B = np.subtract.outer(x, c)
+    B /= w
+    np.square(B, out=B)
+    np.negative(B, out=B)
+    np.exp(B, out=B)
+    return B
+
+
+def parameters(m: int, seed: int):
+    from scipy.stats import qmc
+
+    u = qmc.LatinHypercube(d=2, seed=seed).random(m)
+    return 0.2 + 0.6 * u[:, 0], 0.03 + 0.07 * u[:, 1]
+
+
+def rel_projection_error(S, Phi, normS2) -> float:
+    C = Phi.T @ S
+    return float(np.sqrt(max(normS2 - np.sum(C * C), 0.0) / normS2))
+
+
+def timed(fn):
+    with PeakRSS() as mem:
+        t0 = time.perf_counter()
+        out = fn()
+        t = time.perf_counter() - t0
+    return out, t, mem.extra
+
+
+def pymor_pod(S):
+    from pymor.algorithms.pod import pod as ppod
+    from pymor.core.logger import set_log_levels
+    from pymor.vectorarrays.numpy import NumpyVectorSpace
+
+    set_log_levels({"pymor": "WARN"})
+    va = NumpyVectorSpace.from_numpy(S)
+    if len(va) != S.shape[1]:  # pyMOR < 2024.2 stores vectors as rows
+        va = NumpyVectorSpace.from_numpy(S.T)
+    modes, s = ppod(va, modes=N_MODES, rtol=0.0, atol=0.0, l2_err=0.0)
+    Phi = modes.to_numpy()
+    return (Phi if Phi.shape[0] == S.shape[0] else Phi.T), s
+
+
+def bench_size(n: int, m: int, gemm: float, rows: list, goals: list, skip_numpy_svd: bool):
+    case = f"{n:.0e}x{m}".replace("+0", "").replace("+", "")
+    x = np.linspace(0.0, 1.0, n)
+    c, w = parameters(m, seed=1)
+    S = field_block(x, c, w)
+    normS2 = float(np.sum(S * S)) if n * m < 5e7 else float(sum(np.sum(S[i:i + 65536] ** 2) for i in range(0, n, 65536)))
+    comm = Comm(None)
+    results = {}
+
+    def add(system, method, seconds, mem, Phi, s, **extra):
+        err = rel_projection_error(S, Phi, normS2) if Phi is not None else float("nan")
+        row = {"case": case, "rows": n, "cols": m, "modes": N_MODES, "system": system, "method": method,
+               "seconds": round(seconds, 4), "rel_projection_error": err, "peak_extra_mb": round(mem / 2**20, 1)}
+        row.update(extra)
+        rows.append(row)
+        results[(system, method)] = (row, s)
+        print(f"  {case:>10} {system:>6} {method:<14} {seconds:8.3f} s  err {err:9.3e}  "
+              f"mem +{mem / 2**20:8.1f} MB" + "".join(f"  {k} {v}" for k, v in extra.items()), flush=True)
+
+    # reference singular values; numpy's SVD needs about 4 more copies of S (gesdd)
+    if skip_numpy_svd or mem_available() < 4.5 * S.nbytes:
+        skip_numpy_svd = True
+        print(f"  {case:>10} numpy svd skipped: needs ~{4.5 * S.nbytes / 2**30:.0f} GiB, "
+              f"{mem_available() / 2**30:.0f} GiB available", flush=True)
+    if not skip_numpy_svd:
+        (U, s, Vt), t, mem = timed(lambda: np.linalg.svd(S, full_matrices=False))
+        s_ref = s[:N_MODES].copy()
+        Phi = np.ascontiguousarray(U[:, :N_MODES])
+        del U, Vt
+        add("numpy", "svd", t, mem, Phi, s_ref)
+        del Phi
+    gc.collect()
+
+    ip = InnerProduct(None, n, comm)
+    ip.gram(S)  # warm-up (threads, code paths)
+    t_gram = np.inf
+    for _ in range(3):
+        _, t, mem = timed(lambda: ip.gram(S))
+        t_gram = min(t_gram, t)
+    gram_gflops = n * m * (m + 1) / t_gram / 1e9
+    add("romtk", "gram_step", t_gram, mem, None, None, gflops=round(gram_gflops, 2),
+        gemm_fraction=round(gram_gflops / gemm, 3))
+
+    for method in ("snapshots", "svd", "randomized"):
+        best = None
+        for _ in range(2 if method == "snapshots" else 1):
+            (Phi, s), t, mem = timed(lambda: pod(S, n_modes=N_MODES, method=method, comm=comm, seed=0))
+            if best is None or t < best[1]:
+                best = (Phi, t, mem, s)
+        Phi, t, mem, s = best
+        add("romtk", method, t, mem, Phi, s)
+        if skip_numpy_svd and method == "svd":
+            s_ref = s.copy()
+        del Phi, best
+        gc.collect()
+
+    blk = 100
+    (Phi, s), t, mem = timed(lambda: pod_streaming((S[:, i:i + blk] for i in range(0, m, blk)),
+                                                   n_modes=N_MODES, comm=comm, max_modes=N_MODES + 20))
+    add("romtk", "streaming", t, mem, Phi, s, block_cols=blk)
+    del Phi
+    gc.collect()
+
+    try:
+        (Phi, s), t, mem = timed(lambda: pymor_pod(S))
+        add("pymor", "pod", t, mem, Phi, s)
+        del Phi
+    except ImportError:
+        print("  pyMOR is not installed: `pip install pymor` (or the bench extra) to compare", flush=True)
+    gc.collect()
+
+    for key, (row, s) in results.items():
+        if s is not None:
+            k = min(len(s), len(s_ref))
+            row["sv_rel_dev"] = float(np.max(np.abs(s[:k] / s_ref[:k] - 1.0)))
+
+    t_pod = results[("romtk", "snapshots")][0]["seconds"]
+    goals.append({"name": "gram_vs_gemm", "case": case, "value": round(gram_gflops / gemm, 3), "target": 0.8,
+                  "op": ">=", "met": bool(gram_gflops / gemm >= 0.8)})
+    goals.append({"name": "pod_vs_gram", "case": case, "value": round(t_pod / t_gram, 3), "target": 1.5,
+                  "op": "<=", "met": bool(t_pod / t_gram <= 1.5)})
+    if ("pymor", "pod") in results:
+        prow = results[("pymor", "pod")][0]
+        rrow = results[("romtk", "snapshots")][0]
+        ratio = prow["seconds"] / rrow["seconds"]
+        same_accuracy = rrow["rel_projection_error"] <= prow["rel_projection_error"] * (1 + 1e-6) + 1e-14
+        goals.append({"name": "pod_vs_pymor", "case": case, "value": round(ratio, 3), "target": 1.0, "op": ">=",
+                      "met": bool(ratio >= 1.0 and same_accuracy),
+                      "romtk_error": rrow["rel_projection_error"], "pymor_error": prow["rel_projection_error"]})
+    del S
+
+
+def bench_streaming(n: int, m: int, blk: int, tol: float, rows: list, goals: list):
+    """POD of an n x m stream generated block by block; peak memory in blocks."""
+    x = np.linspace(0.0, 1.0, n)
+    c, w = parameters(m, seed=2)
+    comm = Comm(None)
+    block_bytes = n * blk * 8
+
+    def blocks():
+        for i in range(0, m, blk):
+            yield field_block(x, c[i:i + blk], w[i:i + blk])
+
+    (Phi, s), t, mem = timed(lambda: pod_streaming(blocks(), tol=tol, comm=comm, overwrite_blocks=True))
+    ratio = mem / block_bytes
+    case = f"stream {n:.0e}x{m}".replace("+0", "").replace("+", "")
+    rows.append({"case": case, "rows": n, "cols": m, "system": "romtk", "method": "streaming", "block_cols": blk,
+                 "tol": tol, "modes": int(len(s)), "seconds": round(t, 3), "peak_extra_mb": round(mem / 2**20, 1),
+                 "block_mb": round(block_bytes / 2**20, 1), "peak_blocks": round(ratio, 3)})
+    print(f"  {case:>16} streaming tol {tol:g}: {len(s)} modes, {t:.2f} s, peak +{mem / 2**20:.0f} MB "
+          f"= {ratio:.2f} blocks of {block_bytes / 2**20:.0f} MB", flush=True)
+    goals.append({"name": "streaming_memory_blocks", "case": case, "value": round(ratio, 3), "target": 3.0,
+                  "op": "<", "met": bool(ratio < 3.0)})
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes (seconds)")
+    ap.add_argument("--json", metavar="PATH", help="write rows and goals as JSON")
+    args = ap.parse_args(argv)
+
+    info = machine_info(gemm_n=2000 if args.quick else 4000)
+    gemm = info["gemm_gflops"]
+    print(f"machine: {info['cpus']} cpus, GEMM {gemm:.1f} GFLOP/s, copy bandwidth {info['bandwidth_gbs']:.1f} GB/s")
+    sizes = [(20000, 100), (20000, 300)] if args.quick else [(100000, 100), (100000, 500), (1000000, 100),
+                                                                (1000000, 500)]
+    rows, goals = [], []
+    for n, m in sizes:
+        bench_size(n, m, gemm, rows, goals, skip_numpy_svd=False)
+    if args.quick:
+        bench_streaming(100000, 400, 50, 1e-4, rows, goals)
+    else:
+        bench_streaming(1000000, 2000, 100, 1e-4, rows, goals)
+
+    print("\ngoals:")
+    for g in goals:
+        print(f"  {g['name']:<24} {g.get('case', ''):>16}  {g['value']:>8}  {g['op']} {g['target']}  "
+              f"{'met' if g['met'] else 'NOT met'}")
+    if args.json:
+        write_json(args.json, "pod", rows, goals)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
