@@ -298,7 +298,7 @@ def boundary_mass(space: Space, tag: str, h=1.0, *, order: int | None = None, ou
                numba.get_num_threads())
     # facet entries are a sub-block of their cell's element matrix: reuse the cell's map
     fd = space.element.facet_dofs[facets[:, 1]]  # (m, nbf) local cell nodes
-    loc = (fd[:, :, None] * nc + np.arange(nc)).reshape(m, -1)  # local cell dofs
+    loc = (fd[:, :, None] * nc + np.arange(nc)).reshape(m, nbf * nc)  # local cell dofs
     nbd = space.cell_dofs.shape[1]
     pos = loc[:, :, None] * nbd + loc[:, None, :]
     dmap = space.pattern[2][space.local_index[facets[:, 0]][:, None, None], pos].ravel()

@@ -188,6 +188,20 @@ class Space:
         a, b = self.owned_range
         return u_full[a:b]
 
+    def local_rows(self, dofs: np.ndarray) -> np.ndarray:
+        """Positions in this rank's owned vector of those global `dofs` that it owns."""
+        a, b = self.owned_range
+        dofs = np.asarray(dofs)
+        return dofs[(dofs >= a) & (dofs < b)] - a
+
+    def norm(self, u_owned: np.ndarray) -> float:
+        """Euclidean norm of a distributed vector (this rank's rows in, global norm out)."""
+        return float(np.sqrt(self.comm.allreduce(float(np.dot(u_owned, u_owned)))))
+
+    def dot(self, u_owned: np.ndarray, v_owned: np.ndarray) -> float:
+        """Global dot product of two distributed vectors."""
+        return float(self.comm.allreduce(float(np.dot(u_owned, v_owned))))
+
     def gather(self, u_owned: np.ndarray) -> np.ndarray:
         """The full vector (n_dofs,) on every rank from each rank's owned rows."""
         u_owned = np.asarray(u_owned)

@@ -37,16 +37,16 @@ class LinearElasticity:
     {(tag, component): value} for one component. plane: "strain" or "stress" in 2D."""
 
     def __init__(self, mesh: Mesh, degree: int = 1, E=1.0, nu=0.3, plane: str = "strain", body_force=None,
-                 traction=None, dirichlet=None, solver: LinearSolver | None = None):
+                 traction=None, dirichlet=None, solver: LinearSolver | None = None, comm=None):
         d = mesh.dim
-        self.space = Space(mesh, degree, (d,))
+        self.space = Space(mesh, degree, (d,), comm=comm)
         self.plane = plane if d == 2 else "3d"
         self.E = _region_values(mesh, E, "E")
         self.nu = _region_values(mesh, nu, "nu")
         self.body_force = np.zeros(d) if body_force is None else body_force
         self.traction = dict(traction or {})
         self.dirichlet = dict(dirichlet or {})
-        self.solver = solver or LinearSolver("direct")
+        self.solver = solver or LinearSolver("direct", comm=self.space.comm)
 
     @cached_property
     def bcs(self) -> list[DirichletBC]:
@@ -71,16 +71,19 @@ class LinearElasticity:
         return K, f
 
     def solve(self) -> np.ndarray:
-        """Displacements (n_nodes*dim,) interleaved (node*dim + component), m."""
+        """Displacements (n_nodes*dim,) interleaved (node*dim + component), m; this rank's rows
+        when distributed."""
         K, f = self.assemble()
         if self.solver.method != "direct" and self.solver.near_nullspace is None:
             self.solver.near_nullspace = rigid_body_modes(self.space.node_coords)
         return self.solver(K, f)
 
     def stress(self, u: np.ndarray) -> np.ndarray:
-        """Cauchy stress at quadrature points (ne, nq, dim, dim), Pa."""
+        """Cauchy stress at quadrature points (ne, nq, dim, dim), Pa, from displacements u
+        (this rank's rows when distributed; every rank gets every cell)."""
         lam, mu = self.lame()
         nq = self.space.nq
+        u = self.space.gather(u)
         return _stress(self.space, u, np.repeat(lam[:, None], nq, 1), np.repeat(mu[:, None], nq, 1))
 
     def affine_terms(self, regions: list[str]) -> AffineDecomposition:
@@ -119,6 +122,6 @@ class LinearElasticity:
         if np.any(g != 0):
             raise ShapeError("affine_terms supports homogeneous Dirichlet conditions only")
         for bc in self.bcs:
-            f[bc.dofs] = 0.0
+            f[V.local_rows(bc.dofs)] = 0.0
         theta = Theta(tuple(f"mu[..., {r}]" for r in range(len(regions))) + ("1",))
         return AffineDecomposition(ops, theta, [f], Theta(("1",)))

@@ -21,14 +21,14 @@ class Heat:
     """
 
     def __init__(self, mesh: Mesh, degree: int = 1, conductivity=1.0, source=0.0, dirichlet=None,
-                 neumann=None, robin=None, solver: LinearSolver | None = None):
-        self.space = Space(mesh, degree)
+                 neumann=None, robin=None, solver: LinearSolver | None = None, comm=None):
+        self.space = Space(mesh, degree, comm=comm)
         self.conductivity = conductivity
         self.source = source
         self.dirichlet = dict(dirichlet or {})
         self.neumann = dict(neumann or {})
         self.robin = dict(robin or {})
-        self.solver = solver or LinearSolver("direct")
+        self.solver = solver or LinearSolver("direct", comm=self.space.comm)
         for tag in list(self.dirichlet) + list(self.neumann) + list(self.robin):
             mesh.boundary(tag)  # unknown tags fail here, before any assembly
 
@@ -50,6 +50,6 @@ class Heat:
         return A, b
 
     def solve(self, conductivity=None) -> np.ndarray:
-        """Temperature at the space's nodes (n_dofs,), K."""
+        """Temperature at the space's nodes (n_dofs,), K; this rank's rows when distributed."""
         A, b = self.assemble(conductivity)
         return self.solver(A, b)

@@ -27,12 +27,12 @@ class NonlinearHeat:
     source: W/m^3 (number or callable of x); dirichlet {tag: T}; neumann {tag: inward flux}."""
 
     def __init__(self, mesh: Mesh, k: Callable, dk: Callable, degree: int = 1, source=0.0, dirichlet=None,
-                 neumann=None, solver: LinearSolver | None = None):
-        self.space = Space(mesh, degree)
+                 neumann=None, solver: LinearSolver | None = None, comm=None):
+        self.space = Space(mesh, degree, comm=comm)
         self.k, self.dk = k, dk
         self.dirichlet = dict(dirichlet or {})
         self.neumann = dict(neumann or {})
-        self.solver = solver or LinearSolver("direct")
+        self.solver = solver or LinearSolver("direct", comm=self.space.comm)
         V = self.space
         self.f = load(V, source)
         for tag, q in self.neumann.items():
@@ -42,21 +42,21 @@ class NonlinearHeat:
         self.last: NewtonResult | None = None
 
     def residual(self, T: np.ndarray) -> np.ndarray:
-        """R(T) (n_dofs,) with zero rows on Dirichlet dofs."""
-        val, grad, _ = at_quadrature(self.space, T)
+        """R(T) (n_dofs,) with zero rows on Dirichlet dofs (T and R: this rank's rows)."""
+        val, grad, _ = at_quadrature(self.space, self.space.gather(T))
         flux = self.k(val[:, :, 0])[:, :, None, None] * grad
         R = residual(self.space, F=flux) - self.f
         for bc in self.bcs:
-            R[bc.dofs] = 0.0
+            R[self.space.local_rows(bc.dofs)] = 0.0
         return R
 
     def residual_per_qp(self, T: np.ndarray) -> np.ndarray:
         """Unsummed internal-flux contributions (ne, nq, nb) for hyper-reduction."""
-        val, grad, _ = at_quadrature(self.space, T)
+        val, grad, _ = at_quadrature(self.space, self.space.gather(T))
         return residual(self.space, F=self.k(val[:, :, 0])[:, :, None, None] * grad, per="qp")
 
     def jacobian(self, T: np.ndarray):
-        val, grad, _ = at_quadrature(self.space, T)
+        val, grad, _ = at_quadrature(self.space, self.space.gather(T))
         ne, nq, _, d = grad.shape
         kq = self.k(val[:, :, 0])
         GG = kq[:, :, None, None] * np.eye(d)
@@ -66,12 +66,15 @@ class NonlinearHeat:
         return J
 
     def solve(self, T0=None, **newton_options) -> np.ndarray:
-        """Temperature (n_dofs,) by Newton from T0 (default: Dirichlet lift). The residual
-        history is kept in self.last."""
-        T = np.zeros(self.space.n_dofs) if T0 is None else np.array(T0, dtype=float)
+        """Temperature (n_dofs,) (this rank's rows) by Newton from T0 (default: the Dirichlet
+        lift). The residual history is kept in self.last."""
+        V = self.space
+        T = np.zeros(V.n_owned) if T0 is None else np.array(T0, dtype=float)
+        a, _ = V.owned_range
         for bc in self.bcs:
-            T[bc.dofs] = bc.values
-        opts = dict(linear_solver=self.solver)
+            mine = V.local_rows(bc.dofs)
+            T[mine] = bc.values[np.searchsorted(bc.dofs, mine + a)]
+        opts = dict(linear_solver=self.solver, norm=V.norm)
         opts.update(newton_options)
         self.last = newton(self.residual, self.jacobian, T, **opts)
         return self.last.u

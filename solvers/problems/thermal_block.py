@@ -24,7 +24,7 @@ class ThermalBlock:
     edges on mesh lines); degree: 1 or 2; cell_type: "triangle" or "quad"."""
 
     def __init__(self, blocks=(3, 3), n: int = 200, degree: int = 1, cell_type: str = "triangle",
-                 bounds=(0.1, 1.0), solver: LinearSolver | None = None, mesh: Mesh | None = None):
+                 bounds=(0.1, 1.0), solver: LinearSolver | None = None, mesh: Mesh | None = None, comm=None):
         b1, b2 = (int(b) for b in blocks)
         if b1 < 1 or b2 < 1:
             raise ShapeError(f"blocks={blocks}: need at least one block per direction")
@@ -37,10 +37,10 @@ class ThermalBlock:
                     lambda x, i=i, j=j: (np.floor(x[:, 0] * b1).clip(0, b1 - 1) == i)
                     & (np.floor(x[:, 1] * b2).clip(0, b2 - 1) == j),
                 )
-        self.space = Space(self.mesh, degree)
+        self.space = Space(self.mesh, degree, comm=comm)
         names = tuple(f"mu_{i}_{j}" for j in range(b2) for i in range(b1))
         self.parameter_space = Box(names, np.full(len(names), bounds[0]), np.full(len(names), bounds[1]))
-        self.solver = solver or LinearSolver("direct")
+        self.solver = solver or LinearSolver("direct", comm=self.space.comm)
 
     @staticmethod
     def block_name(i: int, j: int) -> str:
@@ -68,7 +68,7 @@ class ThermalBlock:
         I.data[diag] = 1.0
         ops.append(I)
         f = load(V, 1.0)
-        f[self.bc.dofs] = 0.0
+        f[V.local_rows(self.bc.dofs)] = 0.0
         theta = Theta(tuple(f"mu[..., {q}]" for q in range(len(ops) - 1)) + ("1",))
         return AffineDecomposition(ops, theta, [f], Theta(("1",)))
 
@@ -87,7 +87,7 @@ class ThermalBlock:
         return sp.csr_matrix((data, A0.indices, A0.indptr), shape=A0.shape)
 
     def solve(self, mu) -> np.ndarray:
-        """Temperature (n_dofs,) for conductivities mu (B1*B2,)."""
+        """Temperature (n_dofs,) for conductivities mu (B1*B2,); this rank's rows when distributed."""
         return self.solver(self.matrix(mu), self.affine.rhs[0])
 
     @cached_property
@@ -97,4 +97,4 @@ class ThermalBlock:
 
     def output(self, u: np.ndarray) -> float:
         """Mean temperature: the compliant output f^T u."""
-        return float(self.affine.rhs[0] @ u)
+        return self.space.dot(self.affine.rhs[0], u)
