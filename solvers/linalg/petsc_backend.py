@@ -18,7 +18,26 @@ from rom.parallel import world
 
 import petsc4py
 
-petsc4py.init(sys.argv)  # PETSc reads its options from the command line; a no-op once initialized
+
+def _petsc_argv(argv: list[str]) -> list[str]:
+    """The PETSc options of a command line (-ksp_*, -pc_*, -romtk*, ... and their values), so that
+    a script's own arguments are neither parsed nor reported as unused by PETSc."""
+    keep, out = False, [argv[0] if argv else "romtk"]
+    prefixes = ("-ksp", "-pc", "-mat", "-vec", "-log", "-romtk", "-mg", "-snes", "-info", "-malloc", "-help",
+                "-options", "-mpi", "-on_error")
+    for arg in argv[1:]:
+        if arg.startswith(prefixes):
+            out.append(arg)
+            keep = True
+        elif keep and not arg.startswith("-"):
+            out.append(arg)
+            keep = False
+        else:
+            keep = False
+    return out
+
+
+petsc4py.init(_petsc_argv(sys.argv))  # a no-op once PETSc is initialized
 from petsc4py import PETSc  # noqa: E402
 
 _KSP = {"cg": "cg", "minres": "minres", "gmres": "gmres", "direct": "preonly"}
@@ -126,6 +145,12 @@ class PetscBackend:
         rv.axpy(-1.0, bv)
         bn = bv.norm()
         rel = float(rv.norm() / (bn if bn > 0 else 1.0))
+        if reason == PETSc.KSP.ConvergedReason.DIVERGED_PCSETUP_FAILED:
+            raise SingularSystemError(
+                f"the preconditioner/factorization failed ({self.ksp.getPC().getType()}): for a direct solve this "
+                "is a zero pivot, i.e. a singular system (pure Neumann or a free body); add a Dirichlet condition "
+                "(or fix one dof per rigid-body mode)"
+            )
         if reason < 0 or not np.isfinite(rel):
             raise ConvergenceError(
                 f"PETSc KSP {self.ksp.getType()}/{self.ksp.getPC().getType()} failed (reason {reason}) after "
