@@ -300,13 +300,23 @@ def _reorthonormalize(Phi: np.ndarray, ip: InnerProduct, target: float = 1e-13) 
         defect = np.max(np.abs(G - np.eye(G.shape[0]))) if G.size else 0.0
         if defect <= target:
             break
-        L = np.linalg.cholesky(G)
-        # Phi L^{-T} as one GEMM with the small explicit inverse (L is near the
-        # identity: cond(L) = cond(G)^{1/2}); faster than a triangular solve with
-        # n right-hand sides, which copies Phi twice.
-        Linv = sla.solve_triangular(L, np.eye(L.shape[0]), lower=True, check_finite=False)
-        Phi = Phi @ Linv.T
+        Phi = _right_mul_inv_lt(np.ascontiguousarray(Phi), np.linalg.cholesky(G))
     return np.ascontiguousarray(Phi)
+
+
+def _right_mul_inv_lt(X: np.ndarray, L: np.ndarray) -> np.ndarray:
+    """X L^{-T} in place for C-contiguous X (n, k), L (k, k) lower triangular.
+
+    The small inverse L^{-1} is formed explicitly (L is well conditioned here:
+    cond(L) = cond(X^T M X)^{1/2}), then BLAS trmm multiplies X^T from the left
+    in place (X^T is Fortran-contiguous): no copy of X, no triangular solve with
+    n right-hand sides.
+    """
+    Linv = sla.solve_triangular(L, np.eye(L.shape[0]), lower=True, check_finite=False)
+    if not X.flags.c_contiguous:
+        return X @ Linv.T
+    res = sla.blas.dtrmm(1.0, Linv, X.T, side=0, lower=1, overwrite_b=1)
+    return X if np.shares_memory(res, X) else np.ascontiguousarray(res.T)
 
 
 def _qr_local(S: np.ndarray, comm: Comm) -> tuple[np.ndarray, np.ndarray]:
@@ -521,8 +531,9 @@ class IncrementalPOD:
     k' keeps the cumulative discarded energy below `(stream_tol)^2` times the
     energy seen (stream_tol = tol / 10 by default, so the final truncation to
     `tol` dominates), and at most `max_modes`. Memory: U, one block, and at most
-    two (n_local, s) work arrays -- about 2 blocks plus U with
-    `update(block, overwrite=True)`.
+    one more (n_local, s) work array; `pod_streaming(..., overwrite_blocks=True)`
+    hands each block over so that it is freed inside the update (about two
+    blocks plus two bases at the peak).
 
     Parameters
     ----------
@@ -570,6 +581,11 @@ class IncrementalPOD:
 
     def update(self, block, overwrite: bool = False) -> "IncrementalPOD":
         """Add the snapshots of `block` (n_local, s); `overwrite=True` lets it be used as work space."""
+        return self._update([block], overwrite)
+
+    def _update(self, holder: list, overwrite: bool) -> "IncrementalPOD":
+        """`holder` = [block]; the block is popped so that it can be freed mid-update."""
+        block = holder.pop()
         C = _check_snapshots(block, self.comm, name="block", scan=False)
         if self.ip is None:
             self.ip = InnerProduct(self._inner, C.shape[0], self.comm)
@@ -581,27 +597,20 @@ class IncrementalPOD:
             _refuse_nonfinite(C, self.comm, "block")
         self.total_energy += float(np.sum(norms2))
         self.n_snapshots += C.shape[1]
-        if self.U is None:
-            Q, R = _qr_local(C, self.comm)
-            if not ip.is_identity:
-                L = np.linalg.cholesky(_unit_zero_diag(ip.gram(Q)))
-                Q = sla.solve_triangular(L, Q.T, lower=True, check_finite=False).T
-                R = L.T @ R
-            k0 = 0
-            P, Rp, A = Q, R, np.zeros((0, C.shape[1]))
-        else:
-            U = self.U
-            k0 = U.shape[1]
-            A = ip.gram(U, C)
-            P = C if (overwrite and C is block) else C.copy()
-            P -= U @ A
-            A2 = ip.gram(U, P)
-            P -= U @ A2
-            A += A2
-            del C
-            P, Rp, X = self._orthonormal_complement(P)
-            A += X
-        K = np.zeros((k0 + P.shape[1], k0 + A.shape[1]))
+        P = C if (overwrite and C is block and C.flags.c_contiguous) else np.array(C, order="C")
+        del block, C
+        U = self.U if self.U is not None else np.zeros((P.shape[0], 0))
+        k0 = U.shape[1]
+        # Classical Gram-Schmidt against U, twice, in place (no (n, s) temporary).
+        A = ip.gram(U, P)
+        _gemm_accumulate(U, A, P, alpha=-1.0)
+        A2 = ip.gram(U, P)
+        _gemm_accumulate(U, A2, P, alpha=-1.0)
+        A += A2
+        Q, Rp, X = self._orthonormal_complement(P, U)
+        del P  # the block's memory goes here
+        A += X
+        K = np.zeros((k0 + Q.shape[1], k0 + A.shape[1]))
         K[:k0, :k0] = np.diag(self.sigma)
         K[:k0, k0:] = A
         K[k0:, k0:] = Rp
@@ -609,17 +618,17 @@ class IncrementalPOD:
         F, theta = self.comm.bcast((F, theta), root=0)
         k = self._keep(theta)
         self.discarded_energy += float(np.sum(theta[k:] ** 2))
-        newU = P @ F[k0:, :k]
-        del P
-        if k0:
-            _gemm_accumulate(self.U, F[:k0, :k], newU)
+        newU = np.ascontiguousarray(Q @ F[k0:, :k])
+        del Q
+        _gemm_accumulate(U, np.ascontiguousarray(F[:k0, :k]), newU)
+        self.U = U = None  # free the old basis before re-orthonormalizing the new one
         self.U = _reorthonormalize(newU, ip, target=1e-13)
         self.sigma = theta[:k].copy()
         return self
 
-    def _orthonormal_complement(self, P):
+    def _orthonormal_complement(self, P, U):
         """Q (M-orthonormal, orthogonal to U), R_p and a correction X with P = Q R_p + U X."""
-        ip, U = self.ip, self.U
+        ip = self.ip
         G = ip.gram(P)
         lam, V = sla.eigh(G, check_finite=False)
         lam, V = self.comm.bcast((lam[::-1], V[:, ::-1]), root=0)
@@ -633,11 +642,12 @@ class IncrementalPOD:
         Q = P @ (V[:, :r] / s)
         Rp = s[:, None] * V[:, :r].T
         # One more pass: remove what is left along U, then make Q orthonormal.
+        Q = np.ascontiguousarray(Q)
         X = ip.gram(U, Q)
-        Q -= U @ X
+        _gemm_accumulate(U, X, Q, alpha=-1.0)
         L = np.linalg.cholesky(ip.gram(Q))
-        Q = sla.solve_triangular(L, Q.T, lower=True, check_finite=False).T
-        return np.ascontiguousarray(Q), L.T @ Rp, X @ Rp
+        Q = _right_mul_inv_lt(Q, L)
+        return Q, L.T @ Rp, X @ Rp
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """(modes (n_local, N), singular values (N,)) truncated by tol / n_modes."""
@@ -653,16 +663,18 @@ def _unit_zero_diag(C: np.ndarray) -> np.ndarray:
     return C
 
 
-def _gemm_accumulate(U: np.ndarray, F: np.ndarray, out: np.ndarray) -> None:
-    """out += U @ F without a temporary (BLAS dgemm with beta=1 on the transposes).
+def _gemm_accumulate(U: np.ndarray, F: np.ndarray, out: np.ndarray, alpha: float = 1.0) -> None:
+    """out += alpha U @ F without an (n, q) temporary (BLAS dgemm with beta=1 on the transposes).
 
     U (n, k), F (k, q), out (n, q), all C-contiguous: their transposes are
-    Fortran-contiguous, so out^T = F^T U^T + out^T runs in place.
+    Fortran-contiguous, so out^T = alpha F^T U^T + out^T runs in place.
     """
-    if not (U.flags.c_contiguous and out.flags.c_contiguous):
-        out += U @ F
+    if F.shape[0] == 0 or F.shape[1] == 0:
         return
-    res = sla.blas.dgemm(1.0, np.asfortranarray(F.T), U.T, beta=1.0, c=out.T, overwrite_c=True)
+    if not (U.flags.c_contiguous and out.flags.c_contiguous):
+        out += alpha * (U @ F)
+        return
+    res = sla.blas.dgemm(alpha, np.asfortranarray(F.T), U.T, beta=1.0, c=out.T, overwrite_c=True)
     if not np.shares_memory(res, out):
         out[...] = res.T
 
@@ -680,11 +692,10 @@ def pod_streaming(blocks: Iterable, inner=None, n_modes: int | None = None, tol:
     inc = IncrementalPOD(inner, tol=tol, n_modes=n_modes, comm=comm, stream_tol=stream_tol, max_modes=max_modes)
     it = iter(blocks)
     while True:
-        block = next(it, None)
-        if block is None:
+        holder = [next(it, None)]
+        if holder[0] is None:
             break
-        inc.update(block, overwrite=overwrite_blocks)
-        del block  # free it before the next one is produced
+        inc._update(holder, overwrite_blocks)  # pops the block: it is freed inside the update
     return inc.result()
 
 
