@@ -1,0 +1,29 @@
+// L-shaped domain: the unit square minus its upper-right quarter (area 0.75),
+// split along y = 0.5 into two regions: "lower" [0,1]x[0,0.5] and "upper" [0,0.5]x[0.5,1].
+// Boundaries: "bottom" (y = 0, length 1), "reentrant" (the two edges at the re-entrant
+// corner (0.5, 0.5), length 1) and "outer" (the other sides, length 2).
+h = 0.125;
+Point(1) = {0, 0, 0, h};
+Point(2) = {1, 0, 0, h};
+Point(3) = {1, 0.5, 0, h};
+Point(4) = {0.5, 0.5, 0, h};
+Point(5) = {0.5, 1, 0, h};
+Point(6) = {0, 1, 0, h};
+Point(7) = {0, 0.5, 0, h};
+Line(1) = {1, 2};
+Line(2) = {2, 3};
+Line(3) = {3, 4};
+Line(4) = {4, 5};
+Line(5) = {5, 6};
+Line(6) = {6, 7};
+Line(7) = {7, 1};
+Line(8) = {4, 7};  // interface between the regions
+Curve Loop(1) = {1, 2, 3, 8, 7};
+Plane Surface(1) = {1};
+Curve Loop(2) = {-8, 4, 5, 6};
+Plane Surface(2) = {2};
+Physical Surface("lower") = {1};
+Physical Surface("upper") = {2};
+Physical Curve("bottom") = {1};
+Physical Curve("reentrant") = {3, 4};
+Physical Curve("outer") = {2, 5, 6, 7};
