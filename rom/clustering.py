@@ -889,7 +889,6 @@ def efficiency_criterion(snapshots, parameters=None, candidates=(2, 3, 4, 5, 6, 
     P = None if parameters is None else np.atleast_2d(np.asarray(parameters, dtype=np.float64))
     Phi_g = _local_pod(S[:, tr], inner, comm, None, tol)
     n_global = int(Phi_g.shape[1])
-    ip = InnerProduct(inner, S.shape[0], comm)
     rows = []
     for K in candidates:  # loop over candidate cluster counts
         K = _n_clusters(K, tr.size, "candidates")
@@ -912,7 +911,6 @@ def efficiency_criterion(snapshots, parameters=None, candidates=(2, 3, 4, 5, 6, 
     ok = [r for r in rows if r["feasible"]]
     best = max(ok, key=lambda r: r["gain"]) if ok else None
     worth = best is not None and best["gain"] >= min_gain
-    del ip
     return EfficiencyReport(rows, n_global, best["n_clusters"] if worth else 1, bool(worth))
 
 
