@@ -207,9 +207,12 @@ def _assemble(path, points, cells, cell_type, regions, facet_groups) -> Mesh:
     renumber[used] = np.arange(len(used))
     mesh = Mesh(points[used], renumber[cells], cell_type, regions=regions)
     try:
-        mesh = check_cells(mesh)
+        checked = check_cells(mesh)
     except MeshError as exc:
         raise MeshError(f"mesh file {str(path)!r}: {exc}") from None
+    if checked is not mesh:
+        log.info("%s: every cell was negatively oriented; vertex order reversed", path)
+    mesh = checked
     for name, fv in facet_groups.items():
         rows, n_missed = _match_boundary_facets(mesh, renumber[fv])
         if n_missed:
