@@ -68,6 +68,7 @@ class _Axis:
         self.K2 = k2[self.inv]
         self.L, _ = cholesky_jitter(self.K, "the collocation kernel matrix of one axis")
         self.Kinv = sla.cho_solve((self.L, True), np.eye(n))
+        self.LinvT = sla.solve_triangular(self.L, np.eye(n), lower=True).T
         self.A = self.K2 @ self.Kinv
         self.logdet = 2.0 * np.log(np.diag(self.L)).sum()
 
@@ -132,13 +133,16 @@ class GPHMSolver:
 
     # ------------------------------------------------------------ operators
     def _dense(self, ax):
-        """Dense K^-1 and Laplacian-like operator on vec(U) (row-major), for the inner solve."""
-        Kinv, A = np.ones((1, 1)), np.zeros((1, 1))
+        """Dense whitening factor L = kron_d L_d and operator A L on vec(z) (row-major), U = L z.
+
+        The inner solve works in z, where the prior is 1/2 ||z||^2 and the Gauss-Newton matrix
+        I + ... has eigenvalues >= 1, instead of K^-1 whose condition is that of K (jitter 1e-6)."""
+        Lf = np.ones((1, 1))
+        AL = np.zeros((1, 1))
         for a in ax:
-            n = a.x.size
-            A = np.kron(A, np.eye(n)) + np.kron(np.eye(Kinv.shape[0]), a.A)
-            Kinv = np.kron(Kinv, a.Kinv)
-        return Kinv, A
+            AL = np.kron(AL, a.L) + np.kron(Lf, a.K2 @ a.LinvT)
+            Lf = np.kron(Lf, a.L)
+        return Lf, AL
 
     def _residual(self, ax, U, F):
         R = -F.copy()
@@ -151,33 +155,39 @@ class GPHMSolver:
     def _inner(self, ax, F, G, U0):
         """argmin_U L(U, theta) at fixed kernels: one Newton step (Poisson) or Gauss-Newton."""
         shape = F.shape
-        bm = boundary_mask(shape).ravel().astype(float)
+        bm = boundary_mask(shape).ravel()
         lb = self.boundary_weight * self.tau
-        Kinv, A = self._dense(ax)
-        U = U0.ravel().copy()
+        Lf, AL = self._dense(ax)
         f, g = F.ravel(), G.ravel()
+        ac = self.equation == "allen-cahn"
+        z = sla.solve_triangular(Lf, U0.ravel(), lower=True, check_finite=False)
+        Lb = Lf[bm]
 
-        def obj(u):
-            r = A @ u - f + ((u**3 - u) if self.equation == "allen-cahn" else 0.0)
-            return 0.5 * u @ Kinv @ u + 0.5 * lb * np.sum(bm * (u - g) ** 2) + 0.5 * self.v * r @ r, r
+        def obj(z):
+            u = Lf @ z
+            r = AL @ z - f + ((u**3 - u) if ac else 0.0)
+            rb = u[bm] - g[bm]
+            return 0.5 * z @ z + 0.5 * lb * rb @ rb + 0.5 * self.v * r @ r, r, rb, u
 
-        val, r = obj(U)
+        val, r, rb, u = obj(z)
         for it in range(self.max_newton):
-            J = A + np.diag(3 * U**2 - 1) if self.equation == "allen-cahn" else A
-            H = Kinv + np.diag(lb * bm) + self.v * (J.T @ J)
-            grad = Kinv @ U + lb * bm * (U - g) + self.v * (J.T @ r)
-            L, _ = cholesky_jitter(0.5 * (H + H.T), "the Gauss-Newton matrix of the collocation problem")
-            step = sla.cho_solve((L, True), grad)
+            J = AL + (3 * u**2 - 1)[:, None] * Lf if ac else AL
+            H = lb * (Lb.T @ Lb) + self.v * (J.T @ J)
+            H[np.diag_indices_from(H)] += 1.0
+            grad = z + lb * (Lb.T @ rb) + self.v * (J.T @ r)
+            C, _ = cholesky_jitter(0.5 * (H + H.T), "the Gauss-Newton matrix of the collocation problem")
+            step = sla.cho_solve((C, True), grad)
             t = 1.0
             while True:
-                new, rn = obj(U - t * step)
-                if new <= val or t < 1e-8:
+                new = obj(z - t * step)
+                if new[0] <= val or t < 1e-8:
                     break
                 t *= 0.5
-            U, val, r = U - t * step, new, rn
-            if self.equation == "poisson" or np.linalg.norm(t * step) <= self.newton_tol * max(1.0, np.linalg.norm(U)):
+            z = z - t * step
+            val, r, rb, u = new
+            if not ac or np.linalg.norm(t * step) <= self.newton_tol * max(1.0, np.linalg.norm(z)):
                 break
-        return U.reshape(shape), val
+        return u.reshape(shape), val
 
     def _loss(self, ax, U, val):
         N = U.size
@@ -242,7 +252,8 @@ class GPHMSolver:
             return loss, np.concatenate(self._grad(ax, U, F))
 
         theta0 = np.concatenate([k.theta for k in kernels])
-        res = minimize(f, theta0, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": max_iter})
+        res = minimize(f, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
+                       options={"maxiter": max_iter, "ftol": 1e-15, "gtol": 1e-10})
         self.optimizer_result_ = res
         i = 0
         for k, a, s in zip(kernels, ax, sizes):
