@@ -932,31 +932,39 @@ class LocalTrajectory:
 class LocalGalerkinROM:
     """Galerkin time stepping with a dictionary of local bases, switching online.
 
-    Full-order model (rows of this rank):
+    Full-order model (rows of this rank), affine in its coefficients:
 
-        M du/dt + sum_q theta_a[q] A_q u = sum_q theta_f[q] f_q,
+        (sum_q theta_m[q] M_q) du/dt + (sum_q theta_a[q] A_q) u = sum_q theta_f[q] f_q (+ f),
 
     theta-scheme (theta = 1 backward Euler, 1/2 Crank-Nicolson). Each cluster k
-    has its reduced operators Phi_k^T M Phi_k, Phi_k^T A_q Phi_k, Phi_k^T f_q
+    has its reduced operators Phi_k^T M_q Phi_k, Phi_k^T A_q Phi_k, Phi_k^T f_q
     and the transition matrices Phi_j^T W Phi_k (W the inner product of the
-    bases), all computed here once; `solve` never touches a FOM-size array.
+    bases), all computed here once; `solve` touches a FOM-size array only to
+    project an optional non-affine load f (one GEMV per cluster).
     After each step the state's cluster is re-selected as the nearest medoid in
     angle from its reduced coordinates (`LocalBases.select_reduced`); when it
     changes, the state is carried over by W-orthogonal projection
     a_j = Phi_j^T W Phi_k a_k.
+
+    mass : sparse matrix, or a list of them (then pass `theta_m` to `solve`).
+    stiffness_terms : list of sparse (n_local, n_local or n_global) A_q.
+    load_terms : list of (n_local,) vectors f_q.
     """
 
     def __init__(self, bases: LocalBases, mass, stiffness_terms, load_terms=()):
         comm = _comm(bases.comm)
         self.bases = bases
+        self._comm = comm
         Phis = bases.bases_
         n_local = Phis[0].shape[0]
 
         def red(A, X, Y):
             return InnerProduct(A, n_local, comm, check=False).gram(X, Y)
 
-        self.mass_ = [red(mass, P, P) for P in Phis]
-        self.stiffness_ = [[red(A, P, P) for A in stiffness_terms] for P in Phis]
+        masses = list(mass) if isinstance(mass, (list, tuple)) else [mass]
+        self.mass_ = [np.stack([red(Mq, P, P) for Mq in masses]) for P in Phis]
+        self.stiffness_ = [np.stack([red(A, P, P) for A in stiffness_terms]) if len(stiffness_terms)
+                           else np.zeros((0, P.shape[1], P.shape[1])) for P in Phis]
         F = np.column_stack([np.asarray(f, dtype=np.float64) for f in load_terms]) if len(load_terms) else \
             np.zeros((n_local, 0))
         self.load_ = [comm.allreduce(P.T @ F, "sum") for P in Phis]
@@ -969,18 +977,31 @@ class LocalGalerkinROM:
         return self._inner_ip.gram(self.bases.bases_[cluster], u)[:, 0]
 
     def solve(self, theta_a, theta_f, u0, dt: float, n_steps: int, *, theta: float = 1.0,
-              cluster: int | None = None, switch: bool = True) -> LocalTrajectory:
+              cluster: int | None = None, switch: bool = True, theta_m=None, load=None) -> LocalTrajectory:
         """March `n_steps` of size `dt` from the full initial state u0 (n_local,).
 
+        theta_a (Q_a,), theta_f (Q_f,), theta_m (Q_m,) (default ones): the
+        affine coefficients. load : optional extra (n_local,) load vector.
         cluster : starting cluster (default: nearest medoid in angle to u0; a
         zero u0 needs it, e.g. from a `ClusterClassifier` on the parameters).
         """
         K = len(self.bases.bases_)
         ta = np.asarray(theta_a, dtype=np.float64)
         tf = np.asarray(theta_f, dtype=np.float64)
-        if ta.shape != (len(self.stiffness_[0]),) or tf.shape != (self.load_[0].shape[1],):
-            raise ShapeError(f"theta_a has shape {ta.shape} and theta_f {tf.shape}; pass "
-                             f"({len(self.stiffness_[0])},) and ({self.load_[0].shape[1]},) coefficients")
+        tm = np.ones(self.mass_[0].shape[0]) if theta_m is None else np.asarray(theta_m, dtype=np.float64)
+        if ta.shape != (len(self.stiffness_[0]),) or tf.shape != (self.load_[0].shape[1],) \
+                or tm.shape != (self.mass_[0].shape[0],):
+            raise ShapeError(f"theta_a has shape {ta.shape}, theta_f {tf.shape}, theta_m {tm.shape}; pass "
+                             f"({len(self.stiffness_[0])},), ({self.load_[0].shape[1]},) and "
+                             f"({self.mass_[0].shape[0]},) coefficients")
+        extra = None
+        if load is not None:
+            f = np.asarray(load, dtype=np.float64)
+            if f.shape != (self.bases.bases_[0].shape[0],):
+                raise ShapeError(f"load has shape {f.shape}; pass ({self.bases.bases_[0].shape[0]},), this rank's rows")
+            extra = self._comm.allreduce(np.concatenate([P.T @ f for P in self.bases.bases_]), "sum")
+            cuts = np.concatenate([[0], np.cumsum(self.bases.sizes_)])
+            extra = [extra[cuts[k] : cuts[k + 1]] for k in range(K)]
         if not (dt > 0 and 0.0 <= theta <= 1.0):
             raise ClusteringError(f"dt={dt}, theta={theta}; pass dt > 0 and theta in [0, 1]")
         if cluster is None:
@@ -993,10 +1014,10 @@ class LocalGalerkinROM:
 
         def system(k):
             if k not in systems:
-                A = np.tensordot(ta, np.asarray(self.stiffness_[k]), axes=1) if ta.size else 0.0 * self.mass_[k]
-                lhs = self.mass_[k] + theta * dt * A
-                rhs = self.mass_[k] - (1.0 - theta) * dt * A
-                systems[k] = (sla.lu_factor(lhs), rhs, dt * (self.load_[k] @ tf))
+                Mk = np.tensordot(tm, self.mass_[k], axes=1)
+                A = np.tensordot(ta, self.stiffness_[k], axes=1) if ta.size else 0.0 * Mk
+                f = self.load_[k] @ tf + (0.0 if extra is None else extra[k])
+                systems[k] = (sla.lu_factor(Mk + theta * dt * A), Mk - (1.0 - theta) * dt * A, dt * f)
             return systems[k]
 
         a = self.project(u0, k)

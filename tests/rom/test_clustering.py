@@ -339,6 +339,15 @@ def test_local_galerkin_rom_switches_and_reaches_the_error_its_bases_promise():
         for _ in range(20):
             u = np.linalg.solve(lhs, rhs @ u)
         np.testing.assert_allclose(full.bases_[0] @ exact.coefficients[-1], u, atol=1e-10)
+    # affine mass and a non-affine extra load enter the same theta-scheme
+    f1, f2 = np.sin(2 * np.pi * x), np.cos(2 * np.pi * x) ** 2
+    split = LocalGalerkinROM(full, [M, 2 * M], [adv, diff], [f1])
+    got = split.solve([c, 1.0], [3.0], u0, dt, 10, theta_m=[0.5, 0.25], load=f2)
+    lhs = (M + dt * (c * adv + diff)).toarray()
+    u = u0.copy()
+    for _ in range(10):
+        u = np.linalg.solve(lhs, M @ u + dt * (3 * f1 + f2))
+    np.testing.assert_allclose(full.bases_[0] @ got.coefficients[-1], u, atol=1e-10)
 
 
 # ---------------------------------------------------------------------------- distributed
