@@ -124,10 +124,13 @@ def _flip(mesh: Mesh, which: np.ndarray) -> Mesh:
     return Mesh(mesh.points, cells, mesh.cell_type, regions=mesh.regions, boundaries=boundaries)
 
 
-def _listing(label: str, idx: np.ndarray, fix: str) -> str:
-    shown = ", ".join(str(int(i)) for i in idx[:_SHOWN])
+def _shown(idx: np.ndarray) -> str:
     more = f", ... ({len(idx) - _SHOWN} more)" if len(idx) > _SHOWN else ""
-    return f"{len(idx)} {label} (cells {shown}{more}): {fix}"
+    return ", ".join(str(int(i)) for i in idx[:_SHOWN]) + more
+
+
+def _listing(label: str, idx: np.ndarray, detail: str, fix: str) -> str:
+    return f"{len(idx)} {label} cells (cells {_shown(idx)}; {detail}): {fix}"
 
 
 def check_cells(mesh: Mesh, tol: float = 1e-12) -> Mesh:
@@ -150,40 +153,40 @@ def check_cells(mesh: Mesh, tol: float = 1e-12) -> Mesh:
     repeated = (key[:, 1:] == key[:, :-1]).any(axis=1)
     vol = cell_volumes(mesh)
     typical = np.median(np.abs(vol))
-    degenerate = repeated | (np.abs(vol) <= tol * typical)
+    oriented = mesh.dim == mesh.tdim
+    dets = _corner_dets(mesh) if oriented else np.ones((mesh.n_cells, 1))
+    tangled = (dets > 0).any(axis=1) & (dets < 0).any(axis=1) & ~repeated
+    degenerate = repeated | ((np.abs(vol) <= tol * typical) & ~tangled)
     later, first = _duplicates(cells)
 
-    oriented = mesh.dim == mesh.tdim
     problems = []
     flip_all = False
     if oriented:
-        dets = _corner_dets(mesh)
         positive = (dets > 0).all(axis=1) & ~degenerate
         negative = (dets < 0).all(axis=1) & ~degenerate
-        tangled = ~(positive | negative | degenerate)
+        tangled |= ~(positive | negative | degenerate)  # also a zero corner determinant
         n_pos, n_neg = int(positive.sum()), int(negative.sum())
         if n_neg and n_pos:
             minority, word = (positive, "positively") if n_pos < n_neg else (negative, "negatively")
             problems.append(_listing(
-                f"inverted cells ({word} oriented among {max(n_pos, n_neg)} cells of the other orientation)",
-                np.flatnonzero(minority),
+                "inverted", np.flatnonzero(minority),
+                f"{word} oriented among {max(n_pos, n_neg)} cells of the other orientation",
                 "fix the vertex order of these cells or the mesh generator that produced them",
             ))
         flip_all = n_neg > 0 and n_pos == 0
         if tangled.any():
             problems.append(_listing(
-                "tangled cells (Jacobian determinant changes sign inside the cell)",
-                np.flatnonzero(tangled), "move their vertices so that every cell is convex",
+                "tangled", np.flatnonzero(tangled), "the Jacobian determinant changes sign inside them",
+                "move their vertices so that every cell is convex",
             ))
     if degenerate.any():
         problems.append(_listing(
-            f"degenerate cells (repeated vertex or |volume| <= {tol:g} x median {typical:.3g})",
-            np.flatnonzero(degenerate), "remove them or remesh",
+            "degenerate", np.flatnonzero(degenerate),
+            f"a repeated vertex or |volume| <= tol={tol:g} x median volume {typical:.3g}", "remove them or remesh",
         ))
     if len(later):
         problems.append(_listing(
-            f"duplicated cells (same vertices as cells {', '.join(str(int(i)) for i in first[:_SHOWN])}...)",
-            later, "remove the repeated cells",
+            "duplicated", later, f"same vertices as cells {_shown(first)}", "remove the repeated cells",
         ))
     if problems:
         raise MeshError(
