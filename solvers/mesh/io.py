@@ -10,7 +10,9 @@ to 3 components, tensors flattened to 9.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
+import os
 import re
 import threading
 from pathlib import Path
@@ -58,11 +60,14 @@ def read_mesh(path) -> Mesh:
 def _read_meshio(path: Path):
     import meshio
 
-    try:
-        m = meshio.read(path)
-    except Exception as exc:  # meshio raises many kinds (ReadError, KeyError, ValueError, ...)
+    said = io.StringIO()
+    try:  # meshio prints its complaints and may sys.exit(1) on a file it cannot parse
+        with contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):
+            m = meshio.read(path)
+    except (Exception, SystemExit) as exc:  # meshio raises many kinds (ReadError, KeyError, ...)
+        reason = " ".join(said.getvalue().split()) if isinstance(exc, SystemExit) else f"{type(exc).__name__}: {exc}"
         raise MeshError(
-            f"cannot read mesh file {str(path)!r}: {type(exc).__name__}: {exc}; give a file meshio reads, "
+            f"cannot read mesh file {str(path)!r}: {reason}; give a file meshio reads, "
             "named by its format's extension (.vtu, .xdmf, .med, .inp, ...), or a gmsh .msh/.geo file"
         ) from exc
     blocks = [(b.type, np.asarray(b.data)) for b in m.cells]
@@ -323,8 +328,24 @@ def write_time_series(path, mesh: Mesh, times, point_data_seq, cell_data_seq=Non
             raise ShapeError(f"{name} has {len(seq)} steps but times has {len(times)}; give one dict per time")
     steps = [_meshio_mesh_parts(mesh, p, c) for p, c in zip(point_data_seq, cell_data_seq)]
     points, cells = _meshio_mesh_parts(mesh, None, None)[:2]
-    with meshio.xdmf.TimeSeriesWriter(path) as writer:
+    # meshio's TimeSeriesWriter puts the .h5 in the current directory; the reader looks
+    # beside the .xdmf. Write from the output folder so that both agree.
+    with _in_directory(path.parent), meshio.xdmf.TimeSeriesWriter(path.name) as writer:
         writer.write_points_cells(points, cells)
         for t, (_, _, pdata, cdata) in zip(times, steps):
             writer.write_data(float(t), point_data=pdata, cell_data=cdata)
     return path
+
+
+_cwd_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _in_directory(folder: Path):
+    with _cwd_lock:
+        previous = Path.cwd()
+        os.chdir(folder)
+        try:
+            yield
+        finally:
+            os.chdir(previous)
