@@ -92,6 +92,8 @@ class PetscBackend:
         else:
             pc.setType(_PC[o.preconditioner])
             ksp.setTolerances(rtol=o.rtol, atol=o.atol, max_it=o.maxiter or 10000)
+            if o.method == "cg":  # rtol on the true residual, as in the scipy backend
+                ksp.setNormType(PETSc.KSP.NormType.UNPRECONDITIONED)
             if o.method == "gmres":
                 ksp.setGMRESRestart(o.restart)
         if o.near_nullspace is not None:
