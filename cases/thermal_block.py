@@ -70,12 +70,9 @@ def main(argv=None) -> dict:
              residual)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    region = np.zeros(V.mesh.n_cells, dtype=np.int32)
-    for k, (name, cells) in enumerate(sorted(V.mesh.regions.items())):
-        region[cells] = k
     vertex_u = u_full[: V.mesh.n_points]
-    write_mesh(args.out / "temperature.xdmf", V.mesh, point_data={"temperature": vertex_u},
-               cell_data={"block": region})
+    # write_mesh adds the block regions as an integer cell field "region"
+    write_mesh(args.out / "temperature.xdmf", V.mesh, point_data={"temperature": vertex_u})
     log.info("wrote %s", args.out / "temperature.xdmf")
     if not args.no_plot:
         _plot(V.mesh, vertex_u, mu, (b1, b2), args.out / "temperature.png")
