@@ -12,13 +12,14 @@ import ast
 import logging
 import sys
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
-import rom
 from rom.errors import RomError, StoreError
 
 log = logging.getLogger("rom.cli")
+PACKAGE_DIR = Path(__file__).resolve().parent  # where `rom cases` looks when the cwd has no cases/
 
 Handler = Callable[[argparse.Namespace], "int | None"]
 
@@ -44,7 +45,7 @@ def subcommand(name: str, help: str, configure: Callable[[argparse.ArgumentParse
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rom", description="romtk: reduced-order modelling of parametrized PDEs")
-    parser.add_argument("--version", action="version", version=f"romtk {rom.__version__}")
+    parser.add_argument("--version", action="version", version=f"romtk {_version()}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="log errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -53,6 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.configure(p)
         p.set_defaults(run=cmd.run)
     return parser
+
+
+def _version() -> str:
+    # from the package metadata, not rom.__version__: under pytest, tests/rom can shadow
+    # the `rom` package (a namespace package whose __init__ never runs)
+    try:
+        return metadata.version("romtk")
+    except metadata.PackageNotFoundError:
+        return "unknown (source tree not installed)"
 
 
 def main(argv=None) -> int:
@@ -120,7 +130,16 @@ def describe_mesh(path: Path) -> list[str]:
 
 
 def _attr(value) -> str:
-    text = value.decode(errors="replace") if isinstance(value, bytes) else repr(value)
+    """An HDF5 attribute as plain text, cut at 120 characters."""
+    import numpy as np
+
+    if isinstance(value, bytes):
+        text = value.decode(errors="replace")
+    elif isinstance(value, np.ndarray):
+        text = np.array2string(value, threshold=8, separator=", ")
+    else:
+        text = str(value.item() if isinstance(value, np.generic) else value)
+    text = " ".join(text.split())
     return text if len(text) <= 120 else text[:117] + "..."
 
 
@@ -158,7 +177,7 @@ def describe_hdf5(path: Path, max_items: int = 200) -> list[str]:
 def find_cases_dir(start: Path | None = None) -> Path | None:
     """The nearest `cases/` folder holding .py files above `start` (default: the current
     directory), else above the installed package (a source checkout); None if neither."""
-    origins = [Path.cwd() if start is None else Path(start), Path(rom.__file__).resolve().parent]
+    origins = [Path.cwd() if start is None else Path(start), PACKAGE_DIR]
     for origin in origins:
         for d in (origin.resolve(), *origin.resolve().parents):
             cases = d / "cases"
