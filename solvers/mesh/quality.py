@@ -44,15 +44,33 @@ def _reference_gradients(cell_type: str, X: np.ndarray) -> np.ndarray:
 
 def _jacobians(mesh: Mesh, X: np.ndarray) -> np.ndarray:
     """(ne, npts, dim, tdim) Jacobians of the P1/Q1 geometry map at reference points X."""
+    if SIMPLEX[mesh.cell_type]:  # constant: the edges leaving vertex 0
+        p = mesh.points[mesh.cells]
+        J = (p[:, 1:] - p[:, :1]).transpose(0, 2, 1)
+        return np.broadcast_to(J[:, None], (len(J), len(X)) + J.shape[1:])
     dphi = _reference_gradients(mesh.cell_type, X)
-    return np.einsum("cvd,pvt->cpdt", mesh.points[mesh.cells], dphi, optimize=True)
+    xt = mesh.points[mesh.cells].transpose(0, 2, 1)  # (ne, dim, nv)
+    return np.stack([xt @ g for g in dphi], axis=1)  # a few reference points: one product each
+
+
+def _det(J: np.ndarray) -> np.ndarray:
+    """Determinants of a stack of 1x1, 2x2 or 3x3 matrices (closed forms: faster than LU)."""
+    n = J.shape[-1]
+    if n == 1:
+        return J[..., 0, 0].copy()
+    if n == 2:
+        return J[..., 0, 0] * J[..., 1, 1] - J[..., 0, 1] * J[..., 1, 0]
+    a, b, c = J[..., 0, :], J[..., 1, :], J[..., 2, :]
+    return (a[..., 0] * (b[..., 1] * c[..., 2] - b[..., 2] * c[..., 1])
+            - a[..., 1] * (b[..., 0] * c[..., 2] - b[..., 2] * c[..., 0])
+            + a[..., 2] * (b[..., 0] * c[..., 1] - b[..., 1] * c[..., 0]))
 
 
 def _measure(J: np.ndarray) -> np.ndarray:
     """det J for square J, sqrt(det(J^T J)) (unsigned) for embedded cells; J (..., dim, tdim)."""
     if J.shape[-1] == J.shape[-2]:
-        return np.linalg.det(J)
-    return np.sqrt(np.abs(np.linalg.det(np.einsum("...dt,...ds->...ts", J, J))))
+        return _det(J)
+    return np.sqrt(np.abs(_det(np.einsum("...dt,...ds->...ts", J, J))))
 
 
 @lru_cache(maxsize=None)
@@ -151,10 +169,13 @@ def check_cells(mesh: Mesh, tol: float = 1e-12) -> Mesh:
     cells = mesh.cells
     key = np.sort(cells, axis=1)
     repeated = (key[:, 1:] == key[:, :-1]).any(axis=1)
-    vol = cell_volumes(mesh)
-    typical = np.median(np.abs(vol))
     oriented = mesh.dim == mesh.tdim
     dets = _corner_dets(mesh) if oriented else np.ones((mesh.n_cells, 1))
+    if oriented and SIMPLEX[mesh.cell_type]:
+        vol = dets[:, 0] / float(np.prod(np.arange(1, mesh.tdim + 1)))
+    else:
+        vol = cell_volumes(mesh)
+    typical = np.median(np.abs(vol))
     tangled = (dets > 0).any(axis=1) & (dets < 0).any(axis=1) & ~repeated
     degenerate = repeated | ((np.abs(vol) <= tol * typical) & ~tangled)
     later, first = _duplicates(cells)
