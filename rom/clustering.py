@@ -705,6 +705,26 @@ class LocalBases:
     def n_clusters_(self) -> int:
         return len(self.bases_)
 
+    def truncated(self, n_modes: int) -> "LocalBases":
+        """A copy whose bases keep their first `n_modes` modes (same clusters).
+
+        POD modes are nested, so this equals refitting with `n_modes` without
+        clustering again. `widths_` of the copy is None (it needs the training
+        snapshots: recompute it with `projection_errors`).
+        """
+        if isinstance(n_modes, bool) or not isinstance(n_modes, (int, np.integer)) or n_modes < 1:
+            raise ClusteringError(f"n_modes={n_modes!r}; pass a positive integer")
+        import copy
+
+        out = copy.copy(self)
+        out.n_modes = int(n_modes) if self.n_modes is None else min(int(n_modes), self.n_modes)
+        out.bases_ = [B[:, :n_modes] for B in self.bases_]
+        out.sizes_ = np.array([B.shape[1] for B in out.bases_], dtype=np.int64)
+        out.widths_ = None
+        if hasattr(out, "_proj"):
+            del out._proj
+        return out
+
     def predict(self, snapshots) -> np.ndarray:
         """Cluster of each new snapshot: nearest medoid in the fitting dissimilarity, (q,) int64.
 
