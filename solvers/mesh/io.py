@@ -1,7 +1,7 @@
 """Mesh files: import through meshio and the gmsh API, export of fields to VTU/XDMF.
 
-Import keeps the highest-dimensional cells (one cell type), drops a zero z coordinate
-of planar meshes and unused points, turns gmsh physical groups (or meshio cell sets)
+Import keeps the highest-dimensional cells (one cell type), drops trailing coordinates
+that are identically zero (z of planar meshes, y and z of 1D ones) and unused points, turns gmsh physical groups (or meshio cell sets)
 into regions and boundary tags, and runs `check_cells` (which reorients a mesh whose
 cells are all reversed). Export writes what ParaView reads: points and vectors padded
 to 3 components, tensors flattened to 9.
