@@ -34,6 +34,8 @@ def parse(argv=None):
     p.add_argument("--clusters", type=int, default=6, help="number of clusters K (default 6)")
     p.add_argument("--modes", type=int, nargs="+", default=[2, 4, 6, 8, 10], help="local basis sizes N")
     p.add_argument("--online-modes", type=int, default=8, help="N of the online local ROM (default 8)")
+    p.add_argument("--size", type=int, nargs=4, metavar=("CELLS", "STEPS", "TRAIN", "TEST"),
+                   help="mesh cells per side, time steps, training and test trajectories (overrides --quick)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("results/local_bases"), help="output folder")
     p.add_argument("--json", type=Path, help="write the headline figures and goals as JSON here")
@@ -50,7 +52,7 @@ def features(mu, times):
 def main(argv=None) -> dict:
     args = parse(argv)
     comm = Comm(None)
-    n, n_steps, n_train, n_test = (32, 24, 40, 8) if args.quick else (64, 50, 80, 16)
+    n, n_steps, n_train, n_test = args.size or ((32, 24, 40, 8) if args.quick else (64, 50, 80, 16))
     fom = AdvectionDiffusion(n=n, n_steps=n_steps, t_final=0.6)
     space = ParameterSpace({"x_s": (0.15, 0.45), "y_s": (0.3, 0.7), "a": (0.1, 10.0, "log"),
                             "kappa": (1e-3, 1e-2, "log")})

@@ -238,6 +238,12 @@ def test_local_bases_widths_overlap_and_tolerance():
     ov = LocalBases(4, 5, overlap=7, comm=SERIAL, random_state=0).fit(S)
     assert np.array_equal(ov.labels_, lb.labels_)
     assert [m.size for m in ov.members_] == [np.sum(lb.labels_ == k) + 7 for k in range(4)]
+    # POD modes are nested: truncating equals refitting with fewer modes
+    three = LocalBases(4, 3, comm=SERIAL, random_state=0).fit(S)
+    cut = lb.truncated(3)
+    assert cut.widths_ is None and list(cut.sizes_) == [3] * 4 and list(lb.sizes_) == [5] * 4
+    np.testing.assert_allclose(cut.projection_errors(S, lb.labels_), three.projection_errors(S, lb.labels_),
+                               rtol=1e-8)
     tol = LocalBases(4, tol=1e-3, normalize=False, comm=SERIAL, random_state=0).fit(S)
     for k in range(4):
         Sk = S[:, tol.labels_ == k]
