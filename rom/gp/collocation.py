@@ -64,7 +64,9 @@ class _Axis:
     def update(self):
         k, _, k2 = self.kernel.terms(self.du, grad=False)
         n = self.x.size
-        self.K = k[self.inv] + self.jitter * np.eye(n)
+        # jitter relative to k(0) = sum of weights, so that scaling all weights cannot make
+        # K look like jitter * I (a degenerate optimum of the training loss)
+        self.K = k[self.inv] + self.jitter * self.kernel.weights.sum() * np.eye(n)
         self.K2 = k2[self.inv]
         self.L, _ = cholesky_jitter(self.K, "the collocation kernel matrix of one axis")
         self.Kinv = sla.cho_solve((self.L, True), np.eye(n))
@@ -93,7 +95,7 @@ class GPHMSolver:
     """
 
     def __init__(self, kernels, equation: str = "poisson", boundary_weight: float = 200.0, tau: float = 1.0,
-                 v: float = 1e4, jitter: float = 1e-6, newton_tol: float = 1e-10, max_newton: int = 50):
+                 v: float = 1e4, jitter: float = 1e-6, newton_tol: float = 1e-8, max_newton: int = 50):
         if equation not in EQUATIONS:
             raise ParameterError(f"equation={equation!r}; use one of {EQUATIONS}")
         for name, val in (("boundary_weight", boundary_weight), ("tau", tau), ("v", v), ("jitter", jitter)):

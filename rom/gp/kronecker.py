@@ -135,10 +135,7 @@ class KroneckerGP:
 
     @staticmethod
     def _lam_grid(eig):
-        L = np.ones(())
-        for lam, _, _ in eig:
-            L = np.multiply.outer(L, lam)
-        return L
+        return KroneckerGP._lam_outer([lam for lam, _, _ in eig])
 
     def _lml_grad(self, kernels, axes, Y, theta, grad=True):
         s2, n2 = self._split(kernels, theta)
@@ -149,36 +146,32 @@ class KroneckerGP:
         if np.min(den) <= 0 or not np.all(np.isfinite(den)):
             raise RomError("the Kronecker covariance is singular; raise the noise lower bound")
         t = Y.shape[D] if Y.ndim > D else 1
-        Qt = [Q.T for _, Q, _ in eig]
-        Yt = kron_mv(Qt, Y)
-        dinv = (1.0 / den).reshape(den.shape + (1,) * (Y.ndim - D))
-        At = Yt * dinv
-        alpha = kron_mv([Q for _, Q, _ in eig], At)
+        tail = (1,) * (Y.ndim - D)
+        Yt = kron_mv([Q.T for _, Q, _ in eig], Y)  # y in the eigenbasis
+        At = Yt / den.reshape(den.shape + tail)      # alpha in the eigenbasis
         N = den.size
-        lml = -0.5 * np.sum(Y * alpha) - 0.5 * t * np.sum(np.log(den)) - 0.5 * N * t * np.log(2 * np.pi)
+        lml = -0.5 * np.sum(Yt * At) - 0.5 * t * np.sum(np.log(den)) - 0.5 * N * t * np.log(2 * np.pi)
         if not grad:
+            alpha = kron_mv([Q for _, Q, _ in eig], At)
             return lml, None, alpha, eig
+        # In the eigenbasis every K_e is diagonal, so B = alpha x_{e != d} K_e is At times the
+        # product of the other axes' eigenvalues, and alpha_(d) B_(d)^T = Q_d At_(d) Bt_(d)^T Q_d^T.
         g = np.empty(theta.size)
-        Ks = [K for _, _, K in eig]
-        KA = kron_mv(Ks, alpha)
-        g[0] = 0.5 * (s2 * np.sum(alpha * KA) - t * np.sum(s2 * Lam / den))
-        g[1] = 0.5 * (n2 * np.sum(alpha * alpha) - t * np.sum(n2 / den))
+        A2 = At * At if t == 1 else (At * At).sum(-1)
+        g[0] = 0.5 * (s2 * np.sum(A2 * Lam) - t * np.sum(s2 * Lam / den))
+        g[1] = 0.5 * (n2 * np.sum(A2) - t * np.sum(n2 / den))
         i = 2
         for d, (k, a) in enumerate(zip(kernels, axes)):
-            B = alpha
-            for e in range(D):
-                if e != d:
-                    B = mode_product(B, Ks[e], e)
-            ad = np.moveaxis(alpha, d, 0).reshape(alpha.shape[d], -1)
-            bd = np.moveaxis(B, d, 0).reshape(alpha.shape[d], -1)
-            lam_other = s2 * self._lam_outer([eig[e][0] if e != d else np.ones(alpha.shape[d])
-                                              for e in range(D)])
-            v = np.moveaxis(lam_other / den, d, 0).reshape(alpha.shape[d], -1).sum(1)
+            lam_other = s2 * self._lam_outer([eig[e][0] if e != d else np.ones(den.shape[d]) for e in range(D)])
+            Bt = At * lam_other.reshape(lam_other.shape + tail)
+            ad = np.moveaxis(At, d, 0).reshape(den.shape[d], -1)
+            bd = np.moveaxis(Bt, d, 0).reshape(den.shape[d], -1)
+            v = np.moveaxis(lam_other / den, d, 0).reshape(den.shape[d], -1).sum(1)
             Q = eig[d][1]
-            W = s2 * (ad @ bd.T) - t * (Q * v) @ Q.T
+            W = Q @ (ad @ bd.T - t * np.diag(v)) @ Q.T
             g[i:i + k.n_theta] = 0.5 * k.contract(a, W)
             i += k.n_theta
-        return lml, g, alpha, eig
+        return lml, g, None, eig
 
     # ------------------------------------------------------------- api
     def fit(self, axes, y) -> "KroneckerGP":
