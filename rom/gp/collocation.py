@@ -79,7 +79,9 @@ class _Axis:
         _, _, _, dk, dk2 = self.kernel.terms(self.du, grad=True)
         w = np.bincount(self.inv.ravel(), weights=M.ravel(), minlength=self.du.size)
         w2 = np.bincount(self.inv.ravel(), weights=M2.ravel(), minlength=self.du.size)
-        return dk @ w + dk2 @ w2
+        out = dk @ w + dk2 @ w2
+        out[:self.kernel.Q] += self.jitter * self.kernel.weights * np.trace(M)  # jitter scales with sum(w)
+        return out
 
 
 class GPHMSolver:
