@@ -1,0 +1,49 @@
+"""Array kernels of the reduced-basis method: pure functions on numpy arrays, vectorized over
+parameters (a leading axis m). No objects, no FOM; the Python layer in rom.rb / rom.reduced
+validates inputs and calls these.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def assemble_reduced(theta: np.ndarray, ops: np.ndarray) -> np.ndarray:
+    """sum_q theta[..., q] ops[q]: theta (m, Q), ops (Q, N, N) -> (m, N, N)."""
+    return np.einsum("mq,qij->mij", theta, ops, optimize=True)
+
+
+def reduced_solve(theta: np.ndarray, theta_f: np.ndarray, ops: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Galerkin coefficients u (m, N) from theta (m, Q), theta_f (m, P), ops (Q, N, N), rhs (P, N).
+    Cost O(m (Q N^2 + N^3)), independent of the FOM size."""
+    A = assemble_reduced(theta, ops)
+    b = theta_f @ rhs
+    return np.linalg.solve(A, b[..., None])[..., 0]
+
+
+def residual_coefficients(theta: np.ndarray, theta_f: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """c (m, P + N Q) such that r(mu) = sum_k c_k g_k with the residual terms ordered
+    g = [f_1..f_P, A_1 xi_1..A_Q xi_1, A_1 xi_2, ...] (basis-vector major, so the first P + N' Q
+    terms are those of the nested basis of size N')."""
+    m = theta.shape[0]
+    au = -(u[:, :, None] * theta[:, None, :]).reshape(m, -1)
+    return np.concatenate([theta_f, au], axis=1)
+
+
+def x_gram_schmidt(V: np.ndarray, XV: np.ndarray, v: np.ndarray, X, passes: int = 2):
+    """X-orthogonalize v (n,) against the X-orthonormal columns of V (n, k) (XV = X V), twice
+    (Gram-Schmidt twice, Giraud et al.). Returns (w, coefficients (k,), norm of w before scaling)."""
+    coef = np.zeros(V.shape[1])
+    w = v.copy()
+    for _ in range(passes):
+        if V.shape[1]:
+            h = XV.T @ w
+            w -= V @ h
+            coef += h
+    nrm = float(np.sqrt(max(w @ (X @ w), 0.0)))
+    return w, coef, nrm
+
+
+def min_theta_bound(theta: np.ndarray, theta_bar: np.ndarray, alpha_bar: float) -> np.ndarray:
+    """alpha_LB(mu) = alpha(mu_bar) min_q theta_q(mu) / theta_q(mu_bar): theta (m, Q) -> (m,)."""
+    return alpha_bar * np.min(theta / theta_bar, axis=1)

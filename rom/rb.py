@@ -1,0 +1,396 @@
+"""Certified reduced basis for affine linear coercive problems: offline reductor and weak greedy.
+
+`Reductor(affine, X)` keeps the FOM-side data: the X-orthonormal basis V (n, N), the Riesz
+representers X^{-1} g of the residual terms g = [f_p, A_q xi_n] (one sparse factorization of
+X, reused for every right-hand side), and the data of the three residual-norm formulas of
+card E (Gram matrix, X-orthonormalized representers, EIM of the representer map). `model()`
+returns the FOM-free `ReducedModel`; `greedy()` builds the basis by a weak greedy on the bound.
+See docs/methods/rb.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as sla
+
+from rom import _rb_kernels as K
+from rom.eim import eim
+from rom.errors import ParameterError, ShapeError, StoreError
+from rom.parallel import Comm, world
+from rom.reduced import ESTIMATORS, ReducedModel, residual_norm_from, stability_from
+from rom.scm import scm
+from solvers.linalg import LinearSolver
+
+log = logging.getLogger(__name__)
+STABILITY = ("min_theta", "scm", "constant")
+
+
+def _exprs(theta) -> tuple:
+    ex = getattr(theta, "expressions", None)
+    if ex is None:
+        raise ShapeError("theta must be a solvers.problems.base.Theta (numpy-expression strings) so that the "
+                         "reduced model can store it; wrap your functions as Theta((...))")
+    return tuple(ex)
+
+
+class Reductor:
+    """Offline RB data for A(mu) u = f(mu) with an affine decomposition.
+
+    affine: AffineDecomposition (Q symmetric CSR (n, n), Theta strings, P loads (n,));
+    inner_product: X, SPD sparse (n, n); lower/upper: (p,) parameter box;
+    outputs: (L, n) functionals l (an output equal to the single constant load is compliant);
+    stability: "min_theta" (needs theta_q(mu) > 0 and A_q SPSD: the caller asserts it),
+    "scm" (successive constraint method on `scm_training`), or "constant" with `alpha`;
+    mu_bar: reference parameter of min-theta (default: the upper corner of the box).
+    """
+
+    def __init__(self, affine, inner_product, lower, upper, *, outputs=None, stability: str = "min_theta",
+                 mu_bar=None, scm_training=None, scm_tol: float = 0.5, alpha: float | None = None):
+        self.ops = [sp.csr_matrix(A) for A in affine.operators]
+        self.f = np.stack([np.asarray(f, dtype=np.float64) for f in affine.rhs], axis=1)
+        n = self.f.shape[0]
+        X = inner_product
+        if not sp.issparse(X) or X.shape != (n, n):
+            raise ShapeError(f"inner_product must be a sparse ({n}, {n}) matrix; got {type(X).__name__} "
+                             f"{getattr(X, 'shape', None)}")
+        if any(A.shape != (n, n) for A in self.ops):
+            raise ShapeError(f"every affine operator must be ({n}, {n}), the size of the loads")
+        self.theta, self.theta_f = affine.theta, affine.theta_f
+        self.theta_s, self.theta_f_s = _exprs(affine.theta), _exprs(affine.theta_f)
+        self.lower = np.asarray(lower, dtype=float).ravel()
+        self.upper = np.asarray(upper, dtype=float).ravel()
+        if self.lower.shape != self.upper.shape or (self.lower > self.upper).any():
+            raise ShapeError(f"lower {self.lower} and upper {self.upper} must be (p,) with lower <= upper")
+        self.X = sp.csr_matrix(X)
+        self.Xsolver = LinearSolver("direct", comm=Comm(None)).setup(self.X)   # one factorization, many solves
+        self.Q, self.P = len(self.ops), self.f.shape[1]
+        L = np.zeros((0, n)) if outputs is None else np.atleast_2d(np.asarray(outputs, dtype=float))
+        if L.shape[1] != n:
+            raise ShapeError(f"outputs has shape {L.shape}; give (L, {n}) functionals")
+        self.L = L
+        const_f = self.P == 1 and self.theta_f_s == ("1",)
+        self.compliant = np.array([const_f and np.array_equal(l, self.f[:, 0]) for l in L], dtype=bool)
+        RL = self.Xsolver.solve(L.T.copy()).reshape(n, -1) if len(L) else np.zeros((n, 0))
+        self.output_dual_norms = np.sqrt(np.maximum(np.einsum("ij,ij->j", RL, L.T), 0.0))
+        # basis and FOM-side estimator data, all grown by `extend`
+        self.V = np.zeros((n, 0))
+        self.XV = np.zeros((n, 0))
+        self.red_ops = np.zeros((self.Q, 0, 0))
+        self.red_rhs = np.zeros((self.P, 0))
+        self.red_out = np.zeros((len(L), 0))
+        self.R = np.zeros((n, 0))       # representers X^{-1} g_k (n, K)
+        self.gram = np.zeros((0, 0))    # F1: R^T X R (K, K)
+        self.W = np.zeros((n, 0))       # F2: X-orthonormal representers, R = W T
+        self.XW = np.zeros((n, 0))
+        self.T = np.zeros((0, 0))
+        self.rows_at = []               # rank of W after term k
+        self._add_terms(self.f)
+        self.stability = self._stability(stability, mu_bar, scm_training, scm_tol, alpha)
+
+    # ----------------------------------------------------------------- stability
+    def _stability(self, kind, mu_bar, scm_training, scm_tol, alpha) -> dict:
+        if kind not in STABILITY:
+            raise ShapeError(f"stability={kind!r}: use one of {STABILITY}")
+        if kind == "constant":
+            if alpha is None or not alpha > 0:
+                raise ShapeError(f"stability='constant' needs alpha > 0 (a known coercivity lower bound); got {alpha}")
+            return {"kind": "constant", "alpha": float(alpha)}
+        if kind == "min_theta":
+            mu_bar = self.upper if mu_bar is None else np.asarray(mu_bar, dtype=float)
+            tb = np.asarray(self.theta(mu_bar), dtype=float)
+            if not (tb > 0).all():
+                raise ShapeError(f"min-theta needs theta_q(mu_bar) > 0 for every q; theta(mu_bar) = {tb}. "
+                                 "Use stability='scm'")
+            A = sum(t * Aq for t, Aq in zip(tb, self.ops))
+            w = sla.eigsh(A.tocsc(), k=1, M=self.X.tocsc(), sigma=0.0, which="LM", tol=1e-12,
+                          return_eigenvectors=False)
+            return {"kind": "min_theta", "theta_bar": tb, "alpha_bar": float(w[0]) * (1 - 1e-10)}
+        if scm_training is None:
+            raise ShapeError("stability='scm' needs scm_training: (m, p) parameters for the SCM greedy")
+        b = scm(self.ops, self.theta, self.X, scm_training, tol=scm_tol)
+        return {"kind": "scm", "box": b.box, "theta_c": b.theta_c, "alpha_c": b.alpha_c, "y_c": b.y_c}
+
+    # ----------------------------------------------------------------- basis
+    @property
+    def size(self) -> int:
+        return self.V.shape[1]
+
+    def _add_terms(self, G: np.ndarray) -> None:
+        """Append residual terms G (n, k): representers, Gram rows (F1), X-QR columns (F2)."""
+        RG = self.Xsolver.solve(G).reshape(G.shape[0], -1)
+        # F1: gram entries (X^{-1} g_i)^T g_j
+        new_old = RG.T @ (self.X @ self.R)
+        new_new = RG.T @ G
+        k0 = self.R.shape[1]
+        gram = np.zeros((k0 + G.shape[1],) * 2)
+        gram[:k0, :k0] = self.gram
+        gram[k0:, :k0] = new_old
+        gram[:k0, k0:] = new_old.T
+        gram[k0:, k0:] = 0.5 * (new_new + new_new.T)
+        self.gram = gram
+        self.R = np.column_stack([self.R, RG])
+        # F2: X-QR with Gram-Schmidt twice; a term in the span of the previous ones adds no row
+        T = np.zeros((self.T.shape[0] + G.shape[1], self.T.shape[1] + G.shape[1]))
+        T[: self.T.shape[0], : self.T.shape[1]] = self.T
+        r = self.T.shape[0]
+        for j in range(G.shape[1]):
+            col = k0 + j
+            w, coef, nrm = K.x_gram_schmidt(self.W, self.XW, RG[:, j], self.X)
+            T[:r, col] = coef
+            ref = np.sqrt(max(RG[:, j] @ G[:, j], 0.0))
+            if nrm > 1e-14 * ref and nrm > 0:
+                w /= nrm
+                self.W = np.column_stack([self.W, w])
+                self.XW = np.column_stack([self.XW, self.X @ w])
+                T[r, col] = nrm
+                r += 1
+            self.rows_at.append(r)
+        self.T = T[:r]
+
+    def extend(self, U) -> int:
+        """Add the fields U (n,) or (n, k) to the basis after X-orthogonalization (twice); a field
+        already in the span (relative X-norm < 1e-10) is skipped. Returns how many were added."""
+        U = np.asarray(U, dtype=np.float64)
+        U = U[:, None] if U.ndim == 1 else U
+        if U.ndim != 2 or U.shape[0] != self.V.shape[0]:
+            raise ShapeError(f"U has shape {U.shape}; give fields (n,) or (n, k) with n = {self.V.shape[0]}")
+        added = 0
+        for u in U.T:
+            ref = np.sqrt(max(u @ (self.X @ u), 0.0))
+            w, _, nrm = K.x_gram_schmidt(self.V, self.XV, u, self.X)
+            if ref == 0 or nrm <= 1e-10 * ref:
+                log.info("RB: field skipped, already in the span (relative norm %.1e)", nrm / max(ref, 1e-300))
+                continue
+            xi = w / nrm
+            self._add_basis_vector(xi)
+            added += 1
+        return added
+
+    def _add_basis_vector(self, xi: np.ndarray) -> None:
+        N = self.size
+        Axi = np.stack([A @ xi for A in self.ops], axis=1)               # (n, Q)
+        ops = np.zeros((self.Q, N + 1, N + 1))
+        ops[:, :N, :N] = self.red_ops
+        ops[:, :N, N] = (self.V.T @ Axi).T
+        ops[:, N, :N] = np.stack([self.V.T @ (A.T @ xi) for A in self.ops])
+        ops[:, N, N] = xi @ Axi
+        self.red_ops = ops
+        self.red_rhs = np.column_stack([self.red_rhs, self.f.T @ xi])
+        self.red_out = np.column_stack([self.red_out, self.L @ xi])
+        self.V = np.column_stack([self.V, xi])
+        self.XV = np.column_stack([self.XV, self.X @ xi])
+        self._add_terms(Axi)
+
+    # ----------------------------------------------------------------- online model
+    def n_terms(self, N: int) -> int:
+        return self.P + self.Q * N
+
+    def estimator_data(self, N: int, method: str, eim_training=None, eim_rtol: float = 1e-10) -> dict:
+        k = self.n_terms(N)
+        if method == "gram":
+            return {"method": "gram", "gram": self.gram[:k, :k].copy()}
+        if method == "orthonormalized":
+            return {"method": "orthonormalized", "T": self.T[: self.rows_at[k - 1], :k].copy()}
+        if method == "eim":
+            return self._eim_data(N, eim_training, eim_rtol)
+        raise ShapeError(f"estimator={method!r}: use one of {ESTIMATORS}")
+
+    def _eim_data(self, N, training, rtol) -> dict:
+        """F3 (card E): EIM of the representer map mu -> X^{-1} r(mu) over `training`; stores the
+        representers' values at the magic points (d, K), the interpolation matrix B (d, d) and
+        the upper factor R_z (d, d) of the X-Gram matrix of the EIM basis (||sum l z||_X = ||R_z l||)."""
+        if training is None:
+            raise ShapeError("estimator='eim' needs eim_training: (m, p) parameters to train the EIM on")
+        training = self.check_parameters(training, "eim_training")
+        k = self.n_terms(N)
+        th, thf = self.theta(training), self.theta_f(training)
+        u = K.reduced_solve(th, thf, self.red_ops[:, :N, :N], self.red_rhs[:, :N])
+        c = K.residual_coefficients(th, thf, u)
+        E = self.R[:, :k] @ c.T                                          # representers (n, m)
+        nrm = np.abs(E).max(axis=0)
+        interp = eim(E / np.where(nrm > 0, nrm, 1.0), rtol=rtol)         # directions only (stabilized)
+        Z = interp.basis
+        G = Z.T @ (self.X @ Z)
+        Rz = np.linalg.cholesky(0.5 * (G + G.T)).T
+        return {"method": "eim", "point_values": self.R[interp.points, :k].copy(), "B": interp.B.copy(), "R": Rz}
+
+    def model(self, N: int | None = None, estimator: str = "orthonormalized", eim_training=None,
+              keep_basis: bool = True) -> ReducedModel:
+        """The online model of the first N basis vectors (default all) with the chosen
+        residual-norm formula ("gram", "orthonormalized" or "eim")."""
+        N = self.size if N is None else int(N)
+        if not 0 < N <= self.size:
+            raise ShapeError(f"N={N}: the basis has {self.size} vectors; give 1 <= N <= {self.size}")
+        return ReducedModel(
+            operators=self.red_ops[:, :N, :N].copy(), rhs=self.red_rhs[:, :N].copy(), theta=self.theta_s,
+            theta_f=self.theta_f_s, lower=self.lower, upper=self.upper,
+            estimator=self.estimator_data(N, estimator, eim_training), stability=dict(self.stability),
+            outputs=self.red_out[:, :N].copy(), output_dual_norms=self.output_dual_norms.copy(),
+            compliant=self.compliant.copy(), basis=self.V[:, :N].copy() if keep_basis else None)
+
+    def check_parameters(self, mu, name="training") -> np.ndarray:
+        arr = np.atleast_2d(np.asarray(mu, dtype=float))
+        if arr.ndim != 2 or arr.shape[1] != self.lower.size:
+            raise ParameterError(f"{name} has shape {np.shape(mu)}; give (m, {self.lower.size}) parameters")
+        if not np.isfinite(arr).all() or (arr < self.lower).any() or (arr > self.upper).any():
+            raise ParameterError(f"{name} has NaN or values outside the box [{self.lower}, {self.upper}]; "
+                                 "sample it inside the parameter space")
+        return arr
+
+    def fom_solve(self, mu) -> np.ndarray:
+        mu = np.asarray(mu, dtype=float)
+        th = np.asarray(self.theta(mu), dtype=float)
+        A = self.ops[0].copy()
+        A.data = sum(t * Aq.data for t, Aq in zip(th, self.ops))
+        return LinearSolver("direct", comm=Comm(None))(A, self.f @ np.asarray(self.theta_f(mu), dtype=float))
+
+
+# ===================================================================== greedy
+@dataclass
+class GreedyResult:
+    """model: the final ReducedModel; reductor: the offline data; history: one dict per iteration
+    (N, max estimate, parameter index and value, seconds)."""
+
+    model: ReducedModel
+    reductor: Reductor
+    history: list = field(default_factory=list)
+
+    @property
+    def max_estimates(self) -> np.ndarray:
+        return np.array([h["max_estimate"] for h in self.history])
+
+
+def _training_estimates(red: Reductor, train: np.ndarray, alpha: np.ndarray, target: str, estimator: str,
+                        comm: Comm) -> np.ndarray:
+    """Estimator over the training set in one vectorized pass (einsum over (m, Q, N)); the
+    training set is split across ranks and the pieces gathered."""
+    part = slice(comm.rank, None, comm.size)
+    th, thf = red.theta(train[part]), red.theta_f(train[part])
+    N = red.size
+    u = K.reduced_solve(th, thf, red.red_ops, red.red_rhs)
+    r = residual_norm_from(red.estimator_data(N, estimator), K.residual_coefficients(th, thf, u))
+    a = alpha[part]
+    est = {"x_norm": r / a, "energy": r / np.sqrt(a), "residual": r}[target]
+    out = np.empty(train.shape[0])
+    for rank, piece in enumerate(comm.allgather(est)):
+        out[rank::comm.size] = piece
+    return out
+
+
+def greedy(reductor: Reductor, training, *, tol: float = 1e-6, max_size: int = 50, estimator: str = "orthonormalized",
+           target: str = "energy", relative: bool = False, checkpoint=None, plot=None, eim_training=None,
+           comm: Comm | None = None) -> GreedyResult:
+    """Weak greedy on the error bound over `training` (m, p): at each step solve the FOM at the
+    parameter of largest bound, add it (X-Gram-Schmidt twice) and update the estimator data.
+    Stops when the max bound <= tol (relative to the bound at N=0's field norm when relative)
+    or at max_size. target: "energy", "x_norm" or "residual". The greedy runs with `estimator`
+    ("gram" or "orthonormalized"; for "eim" the loop uses "orthonormalized" and the final model
+    the EIM formula trained on eim_training or the training set). checkpoint: HDF5 path; the
+    basis and history are written after every step and a rerun resumes from them. plot: PNG path
+    of the convergence curve."""
+    comm = comm or world()
+    train = reductor.check_parameters(training)
+    if target not in ("energy", "x_norm", "residual"):
+        raise ShapeError(f"target={target!r}: use 'energy', 'x_norm' or 'residual'")
+    if estimator not in ESTIMATORS:
+        raise ShapeError(f"estimator={estimator!r}: use one of {ESTIMATORS}")
+    if not tol >= 0 or int(max_size) < 1:
+        raise ShapeError(f"tol={tol}, max_size={max_size}: give tol >= 0 and max_size >= 1")
+    loop_est = "orthonormalized" if estimator == "eim" else estimator
+    alpha = stability_from(reductor.stability, reductor.theta(train))
+    history: list = []
+    if checkpoint is not None and Path(checkpoint).exists():
+        history = _resume(reductor, checkpoint)
+    scale = 1.0
+    if relative:
+        u0 = reductor.fom_solve(train[0])
+        scale = float(np.sqrt(u0 @ (reductor.X @ u0)))
+    while reductor.size < max_size:
+        t0 = time.perf_counter()
+        if reductor.size == 0:
+            j, emax = 0, np.inf
+        else:
+            est = _training_estimates(reductor, train, alpha, target, loop_est, comm)
+            j = int(np.argmax(est))
+            emax = float(est[j])
+            history[-1]["max_estimate"] = emax
+            log.info("greedy: N=%d max estimate %.3e at mu=%s", reductor.size, emax / scale, train[j])
+            if emax <= tol * scale:
+                break
+        added = reductor.extend(reductor.fom_solve(train[j]))
+        history.append({"N": reductor.size, "index": j, "mu": train[j].tolist(), "max_estimate": float("nan"),
+                        "seconds": time.perf_counter() - t0})
+        if not added:
+            log.info("greedy: the selected snapshot is already in the span; stopping")
+            break
+        if checkpoint is not None and comm.is_root:
+            _save_checkpoint(reductor, history, checkpoint)
+    if reductor.size and np.isnan(history[-1]["max_estimate"]):
+        est = _training_estimates(reductor, train, alpha, target, loop_est, comm)
+        history[-1]["max_estimate"] = float(est.max())
+    if checkpoint is not None and comm.is_root:
+        _save_checkpoint(reductor, history, checkpoint)
+    if plot is not None and comm.is_root:
+        plot_convergence(history, plot, scale)
+    model = reductor.model(estimator=estimator, eim_training=eim_training if eim_training is not None else train)
+    return GreedyResult(model, reductor, history)
+
+
+def _save_checkpoint(red: Reductor, history: list, path) -> None:
+    import os
+
+    tmp = str(path) + ".tmp"
+    with h5py.File(tmp, "w") as h:
+        h.attrs["format"] = "romtk.greedy/1"
+        h["basis"] = red.V
+        h["index"] = np.array([e["index"] for e in history], dtype=np.int64)
+        h["mu"] = np.array([e["mu"] for e in history])
+        h["max_estimate"] = np.array([e["max_estimate"] for e in history])
+        h["seconds"] = np.array([e["seconds"] for e in history])
+    os.replace(tmp, path)
+
+
+def _resume(red: Reductor, path) -> list:
+    try:
+        with h5py.File(path, "r") as h:
+            if h.attrs.get("format") != "romtk.greedy/1":
+                raise StoreError(f"{path} is not a romtk greedy checkpoint; remove it or pass another checkpoint path")
+            V = h["basis"][...]
+            hist = [{"N": k + 1, "index": int(i), "mu": list(m), "max_estimate": float(e), "seconds": float(s)}
+                    for k, (i, m, e, s) in enumerate(zip(h["index"][...], h["mu"][...], h["max_estimate"][...],
+                                                         h["seconds"][...]))]
+    except OSError as exc:
+        raise StoreError(f"cannot read checkpoint {path} ({exc}); remove it to start afresh") from None
+    if red.size:
+        raise StoreError("resume needs an empty Reductor; build a fresh one for the checkpoint")
+    if V.shape[0] != red.V.shape[0]:
+        raise StoreError(f"checkpoint {path} has fields of size {V.shape[0]}, this problem {red.V.shape[0]}; "
+                         "remove it or use the matching problem")
+    red.extend(V)
+    log.info("greedy: resumed from %s with N=%d", path, red.size)
+    return hist
+
+
+def plot_convergence(history: list, path, scale: float = 1.0) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    N = [h["N"] for h in history]
+    e = [h["max_estimate"] / scale for h in history]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.semilogy(N, e, "o-")
+    ax.set_xlabel("basis size N")
+    ax.set_ylabel("max error bound over training set")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
