@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import os
 import sys
+import time
+import traceback
 from typing import Any
 
 import numpy as np
@@ -177,11 +179,13 @@ _WORLD: Comm | None = None
 
 def _abort_on_exception(comm: Comm):
     """Excepthook: print the traceback, then abort every rank instead of hanging."""
-    previous = sys.excepthook
-
     def hook(exc_type, exc, tb):
-        previous(exc_type, exc, tb)
+        # one write, then a pause: the launcher must forward the message before Abort tears the
+        # job down (a line-by-line traceback was seen cut after its first line)
+        text = "".join(traceback.format_exception(exc_type, exc, tb))
+        sys.stderr.write(f"[rank {comm.rank} of {comm.size}] {text}")
         sys.stderr.flush()
+        time.sleep(0.5)
         comm.abort(1)
 
     return hook
@@ -206,6 +210,10 @@ def world() -> Comm:
         _WORLD = Comm(MPI.COMM_WORLD if MPI is not None else None)
         if _WORLD.size > 1:
             sys.excepthook = _abort_on_exception(_WORLD)
+            if "NUMBA_NUM_THREADS" not in os.environ:  # ranks already use the cores
+                import numba
+
+                numba.set_num_threads(1)
     else:
         _WORLD = Comm(None)
     return _WORLD
