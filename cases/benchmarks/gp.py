@@ -98,10 +98,10 @@ def main(argv=None):
     info = machine_info()
     print(f"machine: {info['cpus']} cpus, GEMM {info['gemm_gflops']} GFLOP/s, copy {info['bandwidth_gbs']} GB/s")
     rows = []
-    for n in dense_n:
-        rows += dense_rows(n, args.restarts)
     for n in kron_n:
         rows.append(kronecker_row(n))
+    for n in dense_n:
+        rows += dense_rows(n, args.restarts)
     goals = []
     for n in dense_n:
         sk = next(r for r in rows if r["case"] == f"dense N={n}" and r["system"] == "scikit-learn")
