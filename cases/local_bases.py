@@ -36,6 +36,7 @@ def parse(argv=None):
     p.add_argument("--online-modes", type=int, default=8, help="N of the online local ROM (default 8)")
     p.add_argument("--size", type=int, nargs=4, metavar=("CELLS", "STEPS", "TRAIN", "TEST"),
                    help="mesh cells per side, time steps, training and test trajectories (overrides --quick)")
+    p.add_argument("--overlap", type=int, help="snapshots each online cluster borrows (default 5 N)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("results/local_bases"), help="output folder")
     p.add_argument("--json", type=Path, help="write the headline figures and goals as JSON here")
@@ -91,7 +92,8 @@ def main(argv=None) -> dict:
 
     # online: sine local bases with overlap, classifier on (mu, t) for the first step
     N = args.online_modes
-    lb = LocalBases(K, N, overlap=2 * N, inner=M, comm=comm, random_state=args.seed).fit(S, X_train)
+    overlap = 5 * N if args.overlap is None else args.overlap
+    lb = LocalBases(K, N, overlap=overlap, inner=M, comm=comm, random_state=args.seed).fit(S, X_train)
     clf = ClusterClassifier(5).fit(X_train, lb.labels_)
     rom = LocalGalerkinROM(lb, fom.mass_terms, fom.stiffness_terms)
     rows_online, t_rom, t_rom_solve = [], 0.0, 0.0
