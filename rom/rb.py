@@ -86,7 +86,6 @@ class Reductor:
         self.red_rhs = np.zeros((self.P, 0))
         self.red_out = np.zeros((len(L), 0))
         self.R = np.zeros((n, 0))       # representers X^{-1} g_k (n, K)
-        self.gram = np.zeros((0, 0))    # F1: R^T X R (K, K)
         self.W = np.zeros((n, 0))       # F2: X-orthonormal representers, R = W T
         self.XW = np.zeros((n, 0))
         self.T = np.zeros((0, 0))
@@ -123,18 +122,9 @@ class Reductor:
         return self.V.shape[1]
 
     def _add_terms(self, G: np.ndarray) -> None:
-        """Append residual terms G (n, k): representers, Gram rows (F1), X-QR columns (F2)."""
+        """Append residual terms G (n, k): representers (F1, F3) and X-QR columns (F2)."""
         RG = self.Xsolver.solve(G).reshape(G.shape[0], -1)
-        # F1: gram entries (X^{-1} g_i)^T g_j
-        new_old = RG.T @ (self.X @ self.R)
-        new_new = RG.T @ G
         k0 = self.R.shape[1]
-        gram = np.zeros((k0 + G.shape[1],) * 2)
-        gram[:k0, :k0] = self.gram
-        gram[k0:, :k0] = new_old
-        gram[:k0, k0:] = new_old.T
-        gram[k0:, k0:] = 0.5 * (new_new + new_new.T)
-        self.gram = gram
         self.R = np.column_stack([self.R, RG])
         # F2: X-QR with Gram-Schmidt twice; a term in the span of the previous ones adds no row
         T = np.zeros((self.T.shape[0] + G.shape[1], self.T.shape[1] + G.shape[1]))
@@ -175,7 +165,7 @@ class Reductor:
 
     def _add_basis_vector(self, xi: np.ndarray) -> None:
         N = self.size
-        Axi = np.stack([A @ xi for A in self.ops], axis=1)               # (n, Q)
+        Axi = np.stack([K.matvec_extended(A, xi) for A in self.ops], axis=1)   # (n, Q)
         ops = np.zeros((self.Q, N + 1, N + 1))
         ops[:, :N, :N] = self.red_ops
         ops[:, :N, N] = (self.V.T @ Axi).T
@@ -194,8 +184,10 @@ class Reductor:
 
     def estimator_data(self, N: int, method: str, eim_training=None, eim_rtol: float = 1e-10) -> dict:
         k = self.n_terms(N)
-        if method == "gram":
-            return {"method": "gram", "gram": self.gram[:k, :k].copy()}
+        if method == "gram":  # F1: the usual Gram matrix G^T X G of the representers
+            R = self.R[:, :k]
+            M = R.T @ (self.X @ R)
+            return {"method": "gram", "gram": 0.5 * (M + M.T)}
         if method == "orthonormalized":
             return {"method": "orthonormalized", "T": self.T[: self.rows_at[k - 1], :k].copy()}
         if method == "eim":

@@ -193,8 +193,10 @@ def residual_norm_from(est: dict, c: np.ndarray) -> np.ndarray:
     """||r||_X' for residual coefficients c (m, K) with estimator data `est` (card E)."""
     method = est["method"]
     if method == "gram":
+        # round-off can make c^T M c negative below ~eps ||f||^2: report its magnitude, a floor
+        # of about sqrt(eps) ||f||, rather than a zero that would certify nothing
         r2 = np.einsum("mi,ij,mj->m", c, est["gram"], c, optimize=True)
-        return np.sqrt(np.maximum(r2, 0.0))
+        return np.sqrt(np.abs(r2))
     if method == "orthonormalized":
         return np.linalg.norm(c @ est["T"].T, axis=1)
     if method == "eim":
