@@ -384,6 +384,29 @@ def test_distributed_gram_sine_and_clustering_equal_serial():
         np.testing.assert_allclose(np.abs(Phi), np.abs(lb.bases_[k]), atol=1e-9)
 
 
+@pytest.mark.mpi
+def test_world_ranks_equal_serial():
+    """Under `mpiexec -n 2 pytest -m mpi`: rows split over the real ranks (any size, 1 included)."""
+    from rom.parallel import world
+
+    comm = world()
+    n = 400
+    M = mass_1d(n)
+    S, _ = bumps(60, np.random.default_rng(14))
+    D = sine_dissimilarity(S, inner=M, comm=SERIAL)
+    lb = LocalBases(3, 4, inner=M, comm=SERIAL, random_state=0).fit(S)
+    trajs = [S[:, 10 * i : 10 * i + 10] for i in range(6)]
+    Ds = subspace_dissimilarity(trajs, inner=M, comm=SERIAL, n_modes=3)
+    cuts = np.linspace(0, n, comm.size + 1).astype(int)
+    lo, hi = cuts[comm.rank], cuts[comm.rank + 1]
+    Dd = sine_dissimilarity(S[lo:hi], inner=M[lo:hi], comm=comm)
+    lbd = LocalBases(3, 4, inner=M[lo:hi], comm=comm, random_state=0).fit(S[lo:hi])
+    Dsd = subspace_dissimilarity([t[lo:hi] for t in trajs], inner=M[lo:hi], comm=comm, n_modes=3)
+    worst = comm.allreduce(max(np.abs(Dd - D).max(), np.abs(Dsd - Ds).max(), np.abs(lbd.widths_ - lb.widths_).max(),
+                               float(not np.array_equal(lbd.labels_, lb.labels_))), "max")
+    assert worst < 1e-12
+
+
 # ---------------------------------------------------------------------------- bad input
 def test_bad_input_raises_clear_errors():
     rng = np.random.default_rng(13)
