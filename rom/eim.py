@@ -5,9 +5,10 @@ nonintrusive matrix EIM of Casenave, Ern, Lelievre (card D, arXiv 1307.4330).
 All work on snapshot matrices S (n, m): column j is the function/vector at parameter j,
 sampled at n points (or dofs, or candidate matrix entries).
 
-Stabilization (card E): the greedy residuals are recomputed at each step by re-interpolating
-the original snapshots with the current basis (not by updating residuals in place, which
-accumulates round-off), and the greedy stops once the largest residual reaches
+Stabilization (card E): the residual of the snapshot picked at each step, which becomes the
+next basis vector, is recomputed by re-interpolating the original snapshot with the current
+basis (not taken from the residuals updated in place, which accumulate round-off); the running
+residuals only rank the candidates. The greedy stops once the largest residual reaches
 `rtol * max|S|`, i.e. round-off level with the default rtol.
 """
 
@@ -34,6 +35,7 @@ class Interpolant:
     basis: np.ndarray
     points: np.ndarray
     errors: np.ndarray
+    columns: np.ndarray | None = None   # snapshot (parameter) index picked at each step
 
     @property
     def size(self) -> int:
@@ -60,7 +62,8 @@ class Interpolant:
         return self.basis[:, :d] @ sl.solve(self.basis[self.points[:d], :d], values[:d])
 
     def truncated(self, d: int) -> "Interpolant":
-        return Interpolant(self.basis[:, :d], self.points[:d], self.errors[:d])
+        cols = None if self.columns is None else self.columns[:d]
+        return Interpolant(self.basis[:, :d], self.points[:d], self.errors[:d], cols)
 
 
 def _check_snapshots(S, name="snapshots", dtype=None) -> np.ndarray:
@@ -87,26 +90,34 @@ def eim(snapshots, tol: float = 0.0, max_terms: int | None = None, rtol: float =
     n, m = S.shape
     max_terms = min(max_terms or min(n, m), n, m)
     floor = max(tol, rtol * float(np.abs(S).max()))
-    basis = np.zeros((n, 0), dtype=S.dtype)
+    basis = np.zeros((n, max_terms), dtype=S.dtype)
     points: list[int] = []
-    errors = []
+    errors, columns = [], []
     R = S.copy()
     while len(points) < max_terms:
-        if points:  # re-interpolate the originals (stabilized), not the running residual
-            P = np.asarray(points)
-            R = S - basis @ sl.solve(basis[P], S[P])
+        k = len(points)
         col_err = np.abs(R).max(axis=0)
         j = int(np.argmax(col_err))
         err = float(col_err[j])
         if err <= floor:
             break
-        i = int(np.argmax(np.abs(R[:, j])))
-        q = R[:, j] / R[i, j]
-        basis = np.column_stack([basis, q])
+        r = S[:, j].copy()
+        if k:  # re-interpolate the original snapshot (stabilized)
+            P = np.asarray(points)
+            r -= basis[:, :k] @ sl.solve_triangular(basis[P, :k], S[P, j], lower=True, unit_diagonal=True)
+        i = int(np.argmax(np.abs(r)))
+        if np.abs(r[i]) <= floor:
+            break
+        q = r / r[i]
+        basis[:, k] = q
+        R -= np.outer(q, R[i])
         points.append(i)
         errors.append(err)
+        columns.append(j)
+    basis = basis[:, : len(points)]
     log.info("EIM: %d terms, last greedy error %.3e", len(points), errors[-1] if errors else 0.0)
-    return Interpolant(basis, np.asarray(points, dtype=np.int64), np.asarray(errors))
+    return Interpolant(basis, np.asarray(points, dtype=np.int64), np.asarray(errors),
+                       np.asarray(columns, dtype=np.int64))
 
 
 def deim(modes) -> Interpolant:
@@ -161,7 +172,7 @@ class MatrixEIM:
         d = self.interpolant_.size
         self.rows_, self.cols_ = rows[self.interpolant_.points], cols[self.interpolant_.points]
         # q_k = sum_m S[:, mu_m] C[m, k]: recover the change of basis from the greedy parameters
-        self.mu_index_ = self._greedy_parameters(S)
+        self.mu_index_ = self.interpolant_.columns
         self.parameters_ = training[self.mu_index_]
         self.matrices_ = [mats[k] for k in self.mu_index_]
         self.B_tilde_ = S[self.interpolant_.points][:, self.mu_index_]       # A(mu_m)[i_l, j_l] (d, d)
@@ -169,21 +180,10 @@ class MatrixEIM:
         self.C_ = sl.solve(self.B_tilde_, self.interpolant_.B) if d else np.zeros((0, 0))
         self.cond_ = float(np.linalg.cond(self.B_tilde_)) if d else 1.0
         self.use_q_basis_ = self.cond_ > self.cond_switch
+        self._q_full = None
+        self._q_full = self.q_matrices() if self.use_q_basis_ else None
         log.info("matrix EIM: d=%d, cond(B~)=%.2e%s", d, self.cond_, " (q-basis kept)" if self.use_q_basis_ else "")
         return self
-
-    def _greedy_parameters(self, S):
-        """Re-run the greedy's parameter choice: the column picked at each EIM step."""
-        interp = self.interpolant_
-        idx = []
-        for k in range(interp.size):
-            if k == 0:
-                R = S
-            else:
-                P = interp.points[:k]
-                R = S - interp.basis[:, :k] @ sl.solve(interp.basis[P, :k], S[P])
-            idx.append(int(np.argmax(np.abs(R).max(axis=0))))
-        return np.asarray(idx, dtype=np.int64)
 
     def _candidates(self, mats):
         A0 = mats[0]
@@ -234,6 +234,8 @@ class MatrixEIM:
     def q_matrices(self, d: int | None = None) -> list:
         """The q-basis matrices Q_k = sum_m C[m, k] A(mu_m) (for use when cond(B~) is large)."""
         d = self.size if d is None else d
+        if d == self.size and getattr(self, "_q_full", None) is not None:
+            return self._q_full
         C = self.C_ if d == self.size else sl.solve(self.B_tilde_[:d, :d], self.interpolant_.B[:d, :d])
         return [sum(C[m, k] * self.matrices_[m] for m in range(d)) for k in range(d)]
 
