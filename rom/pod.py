@@ -353,17 +353,17 @@ def _pod_gram(S, ip, comm, n_modes, tol):
     lam, V = comm.bcast((lam[::-1], V[:, ::-1]), root=0)
     if not lam[0] > 0:
         return np.zeros((S.shape[0], 0)), np.zeros(0)
-    # Eigenvalues of G below this level are rounding noise of forming G and eigh
-    # (absolute error ~ m eps lambda_1): sigma_k / sigma_1 < sqrt(m eps) is not resolved.
-    floor = lam[0] * m * _EPS
+    # Eigenvalues of G carry an absolute rounding error of a few eps lambda_1 (forming
+    # G, then eigh): below `floor`, sigma_k / sigma_1 < sqrt(10 eps) ~ 5e-8, they are noise.
+    floor = 10.0 * _EPS * lam[0]
     resolved = int(np.count_nonzero(lam > floor))
     total = float(np.sum(np.clip(lam, 0.0, None)))
     sigma = np.sqrt(np.clip(lam[:resolved], 0.0, None))
     N = truncation_rank(sigma, n_modes, tol, total_energy=total)
-    # The error energy asked for (tol^2 ||S||^2, or what N modes leave out) must stand
-    # clear of that noise, else the Gram route cannot deliver it: use the SVD route.
+    # The error energy asked for (tol^2 ||S||^2, or what the N modes leave out) must
+    # stand above that noise, else the Gram route cannot deliver it: use the SVD route.
     target = tol**2 * total if tol is not None else float(np.sum(np.clip(lam[N:], 0.0, None)))
-    if resolved < m and ((n_modes is not None and n_modes > resolved) or target < 10.0 * floor):
+    if resolved < m and ((n_modes is not None and n_modes > resolved) or target < floor):
         return None
     V = V[:, :N]
     V = V * _sign_fix(V)

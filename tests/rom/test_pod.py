@@ -314,17 +314,24 @@ def test_distributed_pod_equals_serial(method, size):
     n, m = 900, 50
     M = mass_1d(n)
     S = smooth_field(n, m, seed=1)
-    Phi, s = pod(S, M, tol=1e-7, method=method, seed=5, comm=Comm(None))
+    # The Gram route's round-off on sigma_k grows like eps sigma_1^2 / sigma_k, so it is
+    # compared where its modes are resolved to 1e-10; the QR routes down to 1e-7.
+    tol = 1e-5 if method == "snapshots" else 1e-7
+    Phi, s = pod(S, M, tol=tol, method=method, seed=5, comm=Comm(None))
     cuts = np.linspace(0, n, size + 1).astype(int)
 
     def rank_pod(comm):
         lo, hi = cuts[comm.rank], cuts[comm.rank + 1]
-        return pod(S[lo:hi], M[lo:hi], tol=1e-7, method=method, seed=5, comm=comm)  # rows, global columns
+        return pod(S[lo:hi], M[lo:hi], tol=tol, method=method, seed=5, comm=comm)  # rows, global columns
 
     parts = run_ranks(size, rank_pod)
     Phi_d = np.vstack([p[0] for p in parts])
+    eps = np.finfo(float).eps
     for _, s_d in parts:
-        np.testing.assert_allclose(s_d, s, rtol=1e-10)
+        if method == "snapshots":  # eigenvalues of S^T M S carry absolute round-off ~ eps sigma_1^2
+            assert np.all(np.abs(s_d - s) <= 10 * eps * s[0] ** 2 / s + 1e-14 * s[0])
+        else:
+            np.testing.assert_allclose(s_d, s, rtol=1e-10)
     np.testing.assert_allclose(np.abs(Phi_d), np.abs(Phi), atol=1e-8)
     assert subspace_distance(Phi_d, Phi, M) < 1e-8
     assert m_defect(Phi_d, M) < 1e-12
