@@ -30,7 +30,7 @@ import numpy as np
 
 from rom.errors import ParameterError, RomError, ShapeError, StoreError
 from rom.parallel import Comm, world
-from rom.store import DONE, FAILED, MISSING, SnapshotStore, array_hash
+from rom.store import DONE, FAILED, MISSING, SnapshotStore, array_hash, as_sample
 
 __all__ = ["generate", "GenerationReport"]
 
@@ -84,11 +84,7 @@ def generate(problem, mu_samples, store_path, comm: Comm | None = None, progress
     space = getattr(problem, "parameter_space", None)
     if space is None or not hasattr(problem, "solve"):
         raise RomError(f"{type(problem).__name__} is not a problem: it needs solve(mu) and parameter_space")
-    P = np.asarray(mu_samples, dtype=np.float64)
-    if P.ndim == 1:
-        P = P[:, None]
-    if P.ndim != 2 or P.shape[0] == 0:
-        raise ShapeError(f"mu_samples has shape {np.shape(mu_samples)}; pass an (m, dim) sample with m >= 1")
+    P = as_sample("mu_samples", mu_samples)
     for j, mu in enumerate(P):
         try:
             space.validate(mu)

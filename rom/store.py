@@ -47,6 +47,16 @@ def array_hash(*arrays) -> str:
     return h.hexdigest()
 
 
+def as_sample(name: str, values) -> np.ndarray:
+    """A parameter sample as an (m, dim) float64 array, m >= 1 (a 1-D array is m scalars)."""
+    P = np.asarray(values, dtype=np.float64)
+    if P.ndim == 1:
+        P = P[:, None]
+    if P.ndim != 2 or P.shape[0] == 0:
+        raise ShapeError(f"{name} has shape {np.shape(values)}; pass an (m, dim) sample with m >= 1")
+    return P
+
+
 def _romtk_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -155,11 +165,7 @@ class SnapshotStore:
         path = Path(path)
         if path.exists() and not overwrite:
             raise StoreError(f"{path} exists; open it with SnapshotStore(path, 'r+') or pass overwrite=True")
-        P = np.asarray(parameters, dtype=np.float64)
-        if P.ndim == 1:
-            P = P[:, None]
-        if P.ndim != 2 or P.shape[0] == 0:
-            raise ShapeError(f"parameters has shape {P.shape}; pass an (m, dim) sample with m >= 1")
+        P = as_sample("parameters", parameters)
         if not np.all(np.isfinite(P)):
             raise ShapeError("parameters contain NaN or Inf; validate the sample first")
         n_dofs, n_steps = int(n_dofs), int(n_steps)
