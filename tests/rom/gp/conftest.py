@@ -18,3 +18,9 @@ if not hasattr(sys.modules.get("rom.gp"), "GaussianProcess"):
     sys.modules["rom.gp"] = _mod
     _spec.loader.exec_module(_mod)
     rom.gp = _mod
+
+# The GP tests work on small matrices: one BLAS thread is faster than several that
+# busy-wait for each other when the machine is shared (tens of times on a loaded 2-core box).
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+_limits = threadpool_limits(limits=1, user_api="blas")
