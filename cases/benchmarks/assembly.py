@@ -1,0 +1,189 @@
+"""Assembly benchmark: romtk's Numba stiffness assembly against scikit-fem, in one run.
+
+Cases: P1 and P2 stiffness (int grad u . grad v dx) on a 2D mesh of 2M triangles
+(rectangle(1000, 1000)) and a 3D mesh of ~1M tetrahedra (box(55, 55, 55)).
+
+* first assembly, from the bare mesh arrays:
+  romtk  `Space(mesh, p)` + `diffusion(V, 1.0)` (node numbering, CSR pattern and scatter
+  map, fill), scikit-fem `MeshTri/MeshTet(points, cells)` + `Basis(mesh, Element)` +
+  `asm(laplace, basis)`;
+* re-assembly with the pattern reused: romtk `diffusion(V, 1.0, out=K)` (best of 3),
+  scikit-fem `asm(laplace, basis)` with the basis reused (best of 2, one run for the
+  big 3D P2 case).
+
+Numba is warmed up on a small mesh first, so no compile time is counted. OMP_WAIT_POLICY
+defaults to PASSIVE here (see below). The two
+matrices are checked against each other in the run (P1: relative Frobenius difference
+< 1e-10; P2, whose edge dofs are numbered differently: trace, Frobenius norm and the
+vertex-vertex block), and the script stops with an error if they disagree.
+
+Bandwidth bound of re-assembly: bytes = element values ne*nbd^2*8 (as if read once)
++ scatter map ne*nbd^2*itemsize + CSR data read and written 2*nnz*8, over the copy
+bandwidth measured in this process (`machine_info`).
+
+Goals: first_assembly_vs_skfem (>= 10, minimum over the cases), reassembly_vs_skfem
+(>= 40, minimum), reassembly_vs_bandwidth_bound (romtk re-assembly time over the bound,
+<= 3, maximum).
+
+    python cases/benchmarks/assembly.py [--quick] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import time
+from pathlib import Path
+
+# Numba's OpenMP threads must sleep, not spin, between parallel regions: on this 2-core
+# machine, spinning OpenMP threads next to OpenBLAS's (GEMM in machine_info, numpy in
+# scikit-fem) made re-assembly 100x slower. Set before numba loads its threading layer.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine_info, write_json  # noqa: E402
+
+from solvers.fem import Space  # noqa: E402
+from solvers.fem.assembly import diffusion  # noqa: E402
+from solvers.mesh import box, rectangle  # noqa: E402
+
+
+def _timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
+def _skfem_mesh(mesh):
+    import skfem
+
+    cls = skfem.MeshTri if mesh.cell_type == "triangle" else skfem.MeshTet
+    return cls(np.ascontiguousarray(mesh.points.T), np.ascontiguousarray(mesh.cells.T))
+
+
+def _skfem_element(mesh, p):
+    import skfem
+
+    return {("triangle", 1): skfem.ElementTriP1, ("triangle", 2): skfem.ElementTriP2,
+            ("tetra", 1): skfem.ElementTetP1, ("tetra", 2): skfem.ElementTetP2}[(mesh.cell_type, p)]()
+
+
+def _compare(K, S, p: int, nv: int, case: str) -> float:
+    """Relative disagreement of romtk's K and scikit-fem's S; raises if above 1e-10."""
+    S = S.tocsr()
+    if p == 1:
+        err = np.sqrt(abs(((K - S).multiply(K - S)).sum())) / np.sqrt((K.data ** 2).sum())
+    else:  # edge dofs numbered differently: compare permutation-invariant numbers and the vertex block
+        fro = lambda A: np.sqrt((A.data ** 2).sum())  # noqa: E731
+        errs = [abs(K.diagonal().sum() - S.diagonal().sum()) / abs(K.diagonal().sum()),
+                abs(fro(K) - fro(S)) / fro(K)]
+        Kv, Sv = K[:nv, :nv], S[:nv, :nv]
+        errs.append(fro(Kv - Sv) / fro(Kv))
+        err = max(errs)
+    if not err < 1e-10:
+        raise AssertionError(f"{case}: romtk and scikit-fem stiffness matrices differ by {err:.2e} (> 1e-10)")
+    return float(err)
+
+
+def run_case(mesh, p: int, label: str, bandwidth: float, skfem_repeat: int) -> list[dict]:
+    import skfem
+    from skfem.models.poisson import laplace
+
+    ne = mesh.n_cells
+    # romtk: first assembly from the bare mesh, then re-assembly into the same matrix
+    t_first, (V, K) = _timed(lambda: (lambda V: (V, diffusion(V, 1.0)))(Space(mesh, p)))
+    t_re = min(_timed(lambda: diffusion(V, 1.0, out=K))[0] for _ in range(3))
+    nbd = V.cell_dofs.shape[1]
+    dmap = V.pattern[2]
+    nbytes = ne * nbd * nbd * 8 + dmap.size * dmap.itemsize + 2 * K.nnz * 8
+    t_bound = nbytes / (bandwidth * 1e9)
+    # scikit-fem: mesh object + basis + asm, then asm again with the basis reused
+    t_sk_first, (basis, S) = _timed(
+        lambda: (lambda b: (b, skfem.asm(laplace, b)))(skfem.Basis(_skfem_mesh(mesh), _skfem_element(mesh, p))))
+    t_sk_re = min(_timed(lambda: skfem.asm(laplace, basis))[0] for _ in range(skfem_repeat))
+    err = _compare(K, S, p, mesh.n_points, label)
+    rows = [
+        {"case": label, "system": "romtk", "phase": "first", "seconds": t_first, "elements_per_s": ne / t_first,
+         "n_cells": ne, "n_dofs": V.n_dofs, "nnz": K.nnz},
+        {"case": label, "system": "scikit-fem", "phase": "first", "seconds": t_sk_first,
+         "elements_per_s": ne / t_sk_first, "n_cells": ne, "n_dofs": V.n_dofs, "nnz": S.nnz},
+        {"case": label, "system": "romtk", "phase": "reassembly", "seconds": t_re, "elements_per_s": ne / t_re,
+         "bound_seconds": t_bound, "bound_bytes": nbytes, "vs_bound": t_re / t_bound},
+        {"case": label, "system": "scikit-fem", "phase": "reassembly", "seconds": t_sk_re,
+         "elements_per_s": ne / t_sk_re, "repeats": skfem_repeat},
+        {"case": label, "system": "ratio", "phase": "first", "speedup_vs_skfem": t_sk_first / t_first,
+         "matrix_rel_diff": err},
+        {"case": label, "system": "ratio", "phase": "reassembly", "speedup_vs_skfem": t_sk_re / t_re},
+    ]
+    del V, K, basis, S, dmap
+    gc.collect()
+    return rows
+
+
+def _print(rows: list[dict]) -> None:
+    print(f"{'case':<18}{'phase':<12}{'romtk s':>10}{'skfem s':>10}{'romtk el/s':>12}{'skfem el/s':>12}"
+          f"{'speed-up':>10}{'vs bound':>10}")
+    by = {(r["case"], r["system"], r["phase"]): r for r in rows}
+    for case in dict.fromkeys(r["case"] for r in rows):
+        for phase in ("first", "reassembly"):
+            a, b, c = by[case, "romtk", phase], by[case, "scikit-fem", phase], by[case, "ratio", phase]
+            vb = f"{a['vs_bound']:10.2f}" if "vs_bound" in a else f"{'':>10}"
+            print(f"{case:<18}{phase:<12}{a['seconds']:10.3f}{b['seconds']:10.3f}{a['elements_per_s']:12.3g}"
+                  f"{b['elements_per_s']:12.3g}{c['speedup_vs_skfem']:10.1f}{vb}")
+
+
+def goals(rows: list[dict]) -> list[dict]:
+    def goal(name, value, target, op):
+        met = value >= target if op == ">=" else value <= target
+        return {"name": name, "value": round(float(value), 3), "target": target, "op": op, "met": bool(met)}
+
+    first = [r["speedup_vs_skfem"] for r in rows if r["system"] == "ratio" and r["phase"] == "first"]
+    re = [r["speedup_vs_skfem"] for r in rows if r["system"] == "ratio" and r["phase"] == "reassembly"]
+    vb = [r["vs_bound"] for r in rows if "vs_bound" in r]
+    return [goal("first_assembly_vs_skfem", min(first), 10.0, ">="),
+            goal("reassembly_vs_skfem", min(re), 40.0, ">="),
+            goal("reassembly_vs_bandwidth_bound", max(vb), 3.0, "<=")]
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small meshes (seconds)")
+    ap.add_argument("--json", type=Path, help="write rows and goals to this JSON file")
+    args = ap.parse_args(argv)
+
+    machine = machine_info()
+    print(f"machine: {machine['cpus']} cpus, {machine['gemm_gflops']} GFLOP/s GEMM, "
+          f"{machine['bandwidth_gbs']} GB/s copy bandwidth")
+    # warm-up: compile (or load from cache) every Numba kernel on small meshes, not timed
+    for m in (rectangle(4, 4), box(2, 2, 2)):
+        for p in (1, 2):
+            V = Space(m, p)
+            diffusion(V, 1.0, out=diffusion(V, 1.0))
+    print("Numba kernels warmed up on small meshes; compile time is not counted")
+
+    n2, n3 = (100, 12) if args.quick else (1000, 55)
+    cases = [(lambda: rectangle(n2, n2), 1, "2D P1"), (lambda: rectangle(n2, n2), 2, "2D P2"),
+             (lambda: box(n3, n3, n3), 1, "3D P1"), (lambda: box(n3, n3, n3), 2, "3D P2")]
+    rows: list[dict] = []
+    for make, p, name in cases:
+        mesh = make()
+        label = f"{name} {mesh.n_cells / 1e6:.2g}M cells"
+        rep = 1 if (p == 2 and mesh.tdim == 3 and not args.quick) else 2
+        rows += run_case(mesh, p, label, machine["bandwidth_gbs"], rep)
+        print(f"  done {label}", flush=True)
+        del mesh
+        gc.collect()
+    _print(rows)
+    gl = goals(rows)
+    for g in gl:
+        print(f"goal {g['name']}: {g['value']} (target {g['op']} {g['target']}) {'met' if g['met'] else 'MISSED'}")
+    if args.json:
+        write_json(args.json, "assembly", rows, gl)
+
+
+if __name__ == "__main__":
+    main()
