@@ -146,7 +146,7 @@ class Reductor:
 
     def extend(self, U) -> int:
         """Add the fields U (n,) or (n, k) to the basis after X-orthogonalization (twice); a field
-        already in the span (relative X-norm < 1e-10) is skipped. Returns how many were added."""
+        already in the span (relative X-norm < 1e-12) is skipped. Returns how many were added."""
         U = np.asarray(U, dtype=np.float64)
         U = U[:, None] if U.ndim == 1 else U
         if U.ndim != 2 or U.shape[0] != self.V.shape[0]:
@@ -155,7 +155,7 @@ class Reductor:
         for u in U.T:
             ref = np.sqrt(max(u @ (self.X @ u), 0.0))
             w, _, nrm = K.x_gram_schmidt(self.V, self.XV, u, self.X)
-            if ref == 0 or nrm <= 1e-10 * ref:
+            if ref == 0 or nrm <= 1e-12 * ref:
                 log.info("RB: field skipped, already in the span (relative norm %.1e)", nrm / max(ref, 1e-300))
                 continue
             xi = w / nrm

@@ -16,6 +16,7 @@ The basis is needed only by `reconstruct`; `save` writes it in a separate group 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import h5py
@@ -29,10 +30,22 @@ FORMAT = "romtk.ReducedModel/1"
 ESTIMATORS = ("gram", "orthonormalized", "eim")
 
 
-def _theta_eval(exprs: tuple, mu: np.ndarray) -> np.ndarray:
-    from solvers.problems.base import Theta
+_NS = {k: getattr(np, k) for k in ("exp", "log", "sqrt", "sin", "cos", "tan", "tanh", "abs", "pi", "e")}
 
-    return Theta(tuple(exprs))(mu)
+
+@functools.lru_cache(maxsize=256)
+def _compiled(exprs: tuple) -> tuple:
+    return tuple(compile(e, "<theta>", "eval") for e in exprs)
+
+
+def _theta_eval(exprs: tuple, mu: np.ndarray) -> np.ndarray:
+    """theta(mu) (m, Q) for mu (m, p): the Theta expressions (same namespace as
+    solvers.problems.base.Theta), compiled once per model rather than at every call."""
+    ns = dict(_NS, mu=mu)
+    out = np.empty(mu.shape[:-1] + (len(exprs),))
+    for q, code in enumerate(_compiled(tuple(exprs))):
+        out[..., q] = eval(code, {"__builtins__": {}}, ns)
+    return out
 
 
 @dataclass

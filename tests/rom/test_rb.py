@@ -149,7 +149,7 @@ def test_card_e_gram_formula_stalls_accurate_formulas_follow_truth_1d():
     aff, X = diffusion_1d()
     red = Reductor(aff, X, [0.1], [10.0])
     red.extend(np.stack([red.fom_solve([m]) for m in np.logspace(-1, 1, 12)], axis=1))
-    assert red.size == 4  # the exact solutions span a 4-dimensional space up to 1e-10
+    assert red.size >= 4  # 4 directions above 1e-10, then round-off-level ones
     fn = np.sqrt(aff.rhs[0] @ sla.spsolve(X.tocsc(), aff.rhs[0]))
     mus = np.array([[0.37], [2.9], [7.3]])
     eim_train = np.logspace(-1, 1, 50)[:, None]
@@ -174,16 +174,20 @@ def test_card_e_on_thermal_block(block):
     X = tb.inner_product
     fn = np.sqrt(tb.affine.rhs[0] @ sla.spsolve(X.tocsc(), tb.affine.rhs[0]))
     train = np.random.default_rng(1).uniform(0.1, 1.0, (100, 4))
-    u = red.model(N).solve(test)
-    truth = np.array([true_residual_norm(tb.affine, X, red.V, u[i], mu) for i, mu in enumerate(test)]) / fn
-    f1 = red.model(N, "gram").residual_norm(test) / fn
-    f2 = red.model(N, "orthonormalized").residual_norm(test) / fn
-    f3 = red.model(N, "eim", eim_training=train).residual_norm(test) / fn
-    assert truth.max() < 1e-8
-    assert (f1 > 1e-9).all()
+    rows = []
+    for n in range(12, N + 1):
+        u = red.model(n).solve(test)
+        truth = np.array([true_residual_norm(tb.affine, X, red.V[:, :n], u[i], mu) for i, mu in enumerate(test)])
+        f1 = red.model(n, "gram").residual_norm(test)
+        f2 = red.model(n, "orthonormalized").residual_norm(test)
+        f3 = red.model(n, "eim", eim_training=train).residual_norm(test)
+        rows.append(np.stack([truth, f1, f2, f3]) / fn)
+    truth, f1, f2, f3 = np.concatenate(rows, axis=1)
+    assert truth.min() < 1e-11
+    assert (f1[truth < 1e-10] > 1e-9).all()            # F1 stalls
     sel = truth > 1e-12
-    assert sel.any()
-    for f in (f2, f3):
+    assert sel.sum() > 10 and truth[sel].min() < 1e-10
+    for f in (f2, f3):                                  # F2/F3 follow the truth down to 1e-12
         np.testing.assert_array_less(np.abs(np.log(f[sel] / truth[sel])), np.log(1.1))
 
 
@@ -208,7 +212,7 @@ def test_training_estimates_are_the_per_parameter_estimates(block):
     vec = _training_estimates(red, train, alpha, "energy", "orthonormalized", Comm(None))
     model = red.model()
     loop = np.array([model.estimate(mu)["energy"] for mu in train])
-    np.testing.assert_allclose(vec, loop, rtol=1e-5)  # batched vs single LAPACK solves, at ~1e-11 bounds
+    np.testing.assert_allclose(vec, loop, rtol=1e-5, atol=1e-13)  # batched vs single LAPACK solves
 
 
 def test_greedy_checkpoint_resume_and_plot(tmp_path):
