@@ -238,3 +238,7 @@ def test_vector_neumann_load_of_a_constant_traction_gives_the_resultant_force(ce
     t = np.arange(1.0, d + 1)
     f = boundary_load(V, "right", t).reshape(-1, d).sum(axis=0)
     np.testing.assert_allclose(f, t * np.prod(L[1:]), rtol=1e-12)
+    # the vector Robin term acts on each component alone: e_c^T R e_c = h |side|, e_c^T R e_d = 0
+    R = boundary_mass(V, "right", 2.0)
+    E = np.kron(np.ones(V.n_nodes)[:, None], np.eye(d))  # (n_dofs, d): constant unit fields
+    np.testing.assert_allclose(E.T @ (R @ E), 2.0 * np.prod(L[1:]) * np.eye(d), atol=1e-12)
