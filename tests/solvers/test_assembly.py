@@ -134,7 +134,6 @@ def test_coefficients_given_at_quadrature_points_equal_the_constant_case(cell, k
 @pytest.mark.parametrize("cell,k", MESHES)
 def test_local_element_matrices_summed_through_the_dof_map_give_the_global_matrix(cell, k):
     V = space(cell, k, shape=True)
-    d = V.mesh.dim
     dofs = V.cell_dofs
     for form, args in ((mass, (1.3,)), (diffusion, (0.4,)), (elasticity, (1.0, 0.5))):
         Ke = form(V, *args, local=True)
@@ -142,7 +141,6 @@ def test_local_element_matrices_summed_through_the_dof_map_give_the_global_matri
         G = np.zeros((V.n_dofs, V.n_dofs))
         np.add.at(G, (dofs[:, :, None], dofs[:, None, :]), Ke)
         np.testing.assert_allclose(G, form(V, *args).toarray(), atol=1e-12)
-    del d
 
 
 @pytest.mark.parametrize("cell,k", MESHES)
