@@ -61,8 +61,10 @@ def _coefficient(space: Space, value, name: str, tab: Tabulation) -> np.ndarray:
     if callable(value):
         x = space.quadrature_points(tab.rule.order)
         out = np.asarray(value(x), dtype=np.float64)
-        if out.shape != (ne, nq):
-            out = np.broadcast_to(out, (ne, nq)) if out.size in (1, ne * nq) else out
+        if out.size == ne * nq:
+            out = out.reshape(ne, nq)
+        elif out.size == 1:
+            out = np.broadcast_to(out.reshape(1, 1), (ne, nq))
         if out.shape != (ne, nq):
             raise ShapeError(f"{name}(x) returned shape {out.shape}, expected ({ne}, {nq})")
         return out
