@@ -10,7 +10,7 @@ import numpy as np
 
 def assemble_reduced(theta: np.ndarray, ops: np.ndarray) -> np.ndarray:
     """sum_q theta[..., q] ops[q]: theta (m, Q), ops (Q, N, N) -> (m, N, N)."""
-    return np.einsum("mq,qij->mij", theta, ops, optimize=True)
+    return np.tensordot(theta, ops, axes=1)
 
 
 def reduced_solve(theta: np.ndarray, theta_f: np.ndarray, ops: np.ndarray, rhs: np.ndarray) -> np.ndarray:

@@ -208,7 +208,7 @@ def residual_norm_from(est: dict, c: np.ndarray) -> np.ndarray:
     if method == "gram":
         # round-off can make c^T M c negative below ~eps ||f||^2: report its magnitude, a floor
         # of about sqrt(eps) ||f||, rather than a zero that would certify nothing
-        r2 = np.einsum("mi,ij,mj->m", c, est["gram"], c, optimize=True)
+        r2 = np.einsum("mi,mi->m", c @ est["gram"], c)
         return np.sqrt(np.abs(r2))
     if method == "orthonormalized":
         return np.linalg.norm(c @ est["T"].T, axis=1)
