@@ -12,7 +12,8 @@ Cases: P1 and P2 stiffness (int grad u . grad v dx) on a 2D mesh of 2M triangles
   big 3D P2 case).
 
 Numba is warmed up on a small mesh first, so no compile time is counted. OMP_WAIT_POLICY
-defaults to PASSIVE here (see below). The two
+defaults to PASSIVE here, and BLAS runs on one thread after the bandwidth/GEMM measurement
+(see main): both defaults were pathological on the 2-vCPU machine this was written on. The two
 matrices are checked against each other in the run (P1: relative Frobenius difference
 < 1e-10; P2, whose edge dofs are numbered differently: trace, Frobenius norm and the
 vertex-vertex block), and the script stops with an error if they disagree.
@@ -43,6 +44,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info, write_json  # noqa: E402
@@ -155,7 +157,10 @@ def main(argv=None) -> None:
     ap.add_argument("--json", type=Path, help="write rows and goals to this JSON file")
     args = ap.parse_args(argv)
 
-    machine = machine_info()
+    machine = machine_info()  # GEMM with all of OpenBLAS's threads
+    # then one BLAS thread: on this 2-vCPU machine OpenBLAS's threads made scikit-fem's P2
+    # assembly 1.6x slower (and pyamg 20x); scikit-fem is timed at its best
+    threadpool_limits(1, user_api="blas")
     print(f"machine: {machine['cpus']} cpus, {machine['gemm_gflops']} GFLOP/s GEMM, "
           f"{machine['bandwidth_gbs']} GB/s copy bandwidth")
     # warm-up: compile (or load from cache) every Numba kernel on small meshes, not timed

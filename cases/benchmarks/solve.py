@@ -31,6 +31,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info, write_json  # noqa: E402
@@ -98,10 +99,17 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small meshes (seconds)")
     ap.add_argument("--json", type=Path, help="write rows (and the empty goals list) to this JSON file")
+    ap.add_argument("--blas-threads-default", action="store_true",
+                    help="keep OpenBLAS's default thread count (one thread otherwise)")
     args = ap.parse_args(argv)
     machine = machine_info()
     print(f"machine: {machine['cpus']} cpus, {machine['gemm_gflops']} GFLOP/s GEMM, "
           f"{machine['bandwidth_gbs']} GB/s copy bandwidth")
+    if not args.blas_threads_default:
+        # on the 2-vCPU machine this was written on, OpenBLAS's threads made pyamg's setup 20x and
+        # CG 10-30x slower (pure scipy + pyamg, no romtk code involved); one BLAS thread is the fix
+        threadpool_limits(1, user_api="blas")
+        print("BLAS limited to one thread (--blas-threads-default to keep OpenBLAS's default)")
     # sizes: the 2D problems have ~250k dofs, the 3D ones ~30k (SuperLU's 3D fill limits them)
     n2p1, n2p2, n3, n3e = (50, 25, 8, 6) if args.quick else (500, 250, 30, 20)
     problems = [
