@@ -80,14 +80,11 @@ class Reductor:
         RL = self.Xsolver.solve(L.T.copy()).reshape(n, -1) if len(L) else np.zeros((n, 0))
         self.output_dual_norms = np.sqrt(np.maximum(np.einsum("ij,ij->j", RL, L.T), 0.0))
         # basis and FOM-side estimator data, all grown by `extend`
-        self.V = np.zeros((n, 0))
-        self.XV = np.zeros((n, 0))
+        self._cols = {name: np.zeros((n, 0), order="F") for name in ("V", "XV", "R", "W", "XW")}
+        self._count = dict.fromkeys(self._cols, 0)
         self.red_ops = np.zeros((self.Q, 0, 0))
         self.red_rhs = np.zeros((self.P, 0))
         self.red_out = np.zeros((len(L), 0))
-        self.R = np.zeros((n, 0))       # representers X^{-1} g_k (n, K)
-        self.W = np.zeros((n, 0))       # F2: X-orthonormal representers, R = W T
-        self.XW = np.zeros((n, 0))
         self.T = np.zeros((0, 0))
         self.rows_at = []               # rank of W after term k
         self._add_terms(self.f)
@@ -116,6 +113,26 @@ class Reductor:
         b = scm(self.ops, self.theta, self.X, scm_training, tol=scm_tol)
         return {"kind": "scm", "box": b.box, "theta_c": b.theta_c, "alpha_c": b.alpha_c, "y_c": b.y_c}
 
+    # ----------------------------------------------------------------- column stores
+    # V (n, N) basis and XV = X V; R (n, K) representers X^{-1} g_k; W (n, r) X-orthonormal
+    # representers (R = W T) and XW = X W. Column-major buffers with doubling capacity, so
+    # appending a column does not copy the whole array.
+    def _append(self, name: str, cols: np.ndarray) -> None:
+        cols = cols.reshape(cols.shape[0], -1)
+        buf, k = self._cols[name], self._count[name]
+        if k + cols.shape[1] > buf.shape[1]:
+            new = np.zeros((buf.shape[0], max(2 * buf.shape[1], k + cols.shape[1], 8)), order="F")
+            new[:, :k] = buf[:, :k]
+            self._cols[name] = buf = new
+        buf[:, k:k + cols.shape[1]] = cols
+        self._count[name] = k + cols.shape[1]
+
+    V = property(lambda self: self._cols["V"][:, : self._count["V"]])
+    XV = property(lambda self: self._cols["XV"][:, : self._count["XV"]])
+    R = property(lambda self: self._cols["R"][:, : self._count["R"]])
+    W = property(lambda self: self._cols["W"][:, : self._count["W"]])
+    XW = property(lambda self: self._cols["XW"][:, : self._count["XW"]])
+
     # ----------------------------------------------------------------- basis
     @property
     def size(self) -> int:
@@ -125,7 +142,7 @@ class Reductor:
         """Append residual terms G (n, k): representers (F1, F3) and X-QR columns (F2)."""
         RG = self.Xsolver.solve(G).reshape(G.shape[0], -1)
         k0 = self.R.shape[1]
-        self.R = np.column_stack([self.R, RG])
+        self._append("R", RG)
         # F2: X-QR with Gram-Schmidt twice; a term in the span of the previous ones adds no row
         T = np.zeros((self.T.shape[0] + G.shape[1], self.T.shape[1] + G.shape[1]))
         T[: self.T.shape[0], : self.T.shape[1]] = self.T
@@ -137,8 +154,8 @@ class Reductor:
             ref = np.sqrt(max(RG[:, j] @ G[:, j], 0.0))
             if nrm > 1e-14 * ref and nrm > 0:
                 w /= nrm
-                self.W = np.column_stack([self.W, w])
-                self.XW = np.column_stack([self.XW, self.X @ w])
+                self._append("W", w)
+                self._append("XW", self.X @ w)
                 T[r, col] = nrm
                 r += 1
             self.rows_at.append(r)
@@ -174,8 +191,8 @@ class Reductor:
         self.red_ops = ops
         self.red_rhs = np.column_stack([self.red_rhs, self.f.T @ xi])
         self.red_out = np.column_stack([self.red_out, self.L @ xi])
-        self.V = np.column_stack([self.V, xi])
-        self.XV = np.column_stack([self.XV, self.X @ xi])
+        self._append("V", xi)
+        self._append("XV", self.X @ xi)
         self._add_terms(Axi)
 
     # ----------------------------------------------------------------- online model
