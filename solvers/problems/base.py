@@ -8,34 +8,14 @@ from typing import Callable, Protocol, Sequence, runtime_checkable
 import numpy as np
 import scipy.sparse as sp
 
-from rom.errors import ParameterError, ShapeError
+from rom.errors import ShapeError
+from rom.parameters import Parameter, ParameterSpace
 
 
-@dataclass(frozen=True)
-class Box:
-    """A box of named scalar parameters: names (p,), lower (p,), upper (p,)."""
-
-    names: tuple
-    lower: np.ndarray
-    upper: np.ndarray
-
-    @property
-    def dim(self) -> int:
-        return len(self.names)
-
-    def validate(self, mu) -> np.ndarray:
-        """mu as a (p,) float64 array, or ParameterError naming the bad entry and its bounds."""
-        arr = np.asarray(mu, dtype=np.float64).reshape(-1)
-        if arr.shape != (self.dim,):
-            raise ParameterError(
-                f"parameter vector has {arr.size} entries; this problem takes {self.dim}: {', '.join(self.names)}"
-            )
-        for i, (v, lo, hi) in enumerate(zip(arr, self.lower, self.upper)):
-            if not np.isfinite(v):
-                raise ParameterError(f"parameter {self.names[i]} is {v}; give a finite value in [{lo}, {hi}]")
-            if v < lo or v > hi:
-                raise ParameterError(f"parameter {self.names[i]} = {v} lies outside its box [{lo}, {hi}]")
-        return arr
+def Box(names, lower, upper) -> ParameterSpace:
+    """A box of named scalar parameters, as a `rom.parameters.ParameterSpace` (samplers,
+    validation): names (p,) identifiers, lower (p,), upper (p,)."""
+    return ParameterSpace([Parameter(str(n), lo, hi) for n, lo, hi in zip(names, lower, upper)])
 
 
 _NAMESPACE = {k: getattr(np, k) for k in ("exp", "log", "sqrt", "sin", "cos", "tan", "tanh", "abs", "pi", "e")}
@@ -94,7 +74,7 @@ class AffineDecomposition:
 class Problem(Protocol):
     """A parametrized full-order model: solve(mu) returns the FOM field (n_dofs,) float64."""
 
-    parameter_space: Box
+    parameter_space: ParameterSpace
 
     def solve(self, mu) -> np.ndarray: ...
 

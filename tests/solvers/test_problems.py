@@ -49,7 +49,7 @@ def test_thermal_block_parameter_errors_name_the_parameter(block):
         block.solve(np.ones(8))
     with pytest.raises(ParameterError, match="mu_1_0 is nan"):
         block.solve(np.r_[1.0, np.nan, np.ones(7)])
-    with pytest.raises(ParameterError, match=r"outside its box \[0.1, 1.0\]"):
+    with pytest.raises(ParameterError, match=r"outside its box \[0.1, 1\]"):
         block.solve(np.r_[np.ones(8), 2.0])
 
 
