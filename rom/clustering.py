@@ -586,6 +586,20 @@ def _local_pod(S, inner, comm, n_modes, tol):
 _DISSIMILARITIES = ("sine", "euclidean", "parameters", "subspace")
 
 
+def _kmeans_parameters(P, K: int, dissimilarity: str, seed):
+    if dissimilarity != "parameters" or P is None:
+        raise ClusteringError("method='kmeans' clusters parameters: use dissimilarity='parameters' and "
+                              "fit(snapshots, parameters)")
+    from scipy.cluster.vq import kmeans2
+
+    Z = (P - P.mean(axis=0)) / np.where(P.std(axis=0) > 0, P.std(axis=0), 1.0)
+    centroids, labels = kmeans2(Z, K, minit="++", seed=seed)
+    labels = np.unique(labels, return_inverse=True)[1]  # empty clusters dropped, labels 0..K'-1
+    med = np.array([np.flatnonzero(labels == k)[np.argmin(((Z[labels == k] - Z[labels == k].mean(0)) ** 2).sum(1))]
+                    for k in range(labels.max() + 1)])
+    return labels, med
+
+
 class LocalBases:
     """A dictionary of local POD bases, one per cluster of snapshots (cards B, C).
 
@@ -600,7 +614,9 @@ class LocalBases:
         (k-medoids), the M-distance between solutions (k-medoids), the
         Euclidean distance between parameters (k-medoids on them), or
         k-subspaces (`KSubspaces` with bases of size `n_modes`).
-    method, objective, init, n_init : passed to `KMedoids`.
+    method, objective, init, n_init : passed to `KMedoids`; method="kmeans" (parameters only)
+        clusters the standardized parameters by k-means (scipy.cluster.vq.kmeans2, k-means++),
+        the classic baseline, with the member nearest each centroid as medoid.
     overlap : int >= 0
         Each cluster's POD also uses the `overlap` snapshots nearest (in the
         same dissimilarity) to its medoid that belong to other clusters.
@@ -678,8 +694,12 @@ class LocalBases:
             else:
                 dis = sine_dissimilarity if self.dissimilarity == "sine" else euclidean_dissimilarity
                 D = dis(S, None, self.inner, comm)
-            model = KMedoids(K, **km).fit(D)
-            labels, med = model.labels_, model.medoid_indices_
+            if self.method == "kmeans":
+                labels, med = _kmeans_parameters(P, K, self.dissimilarity, self.random_state)
+                K = len(med)
+            else:
+                model = KMedoids(K, **km).fit(D)
+                labels, med = model.labels_, model.medoid_indices_
         members = [np.flatnonzero(labels == k) for k in range(K)]
         if self.overlap:
             for k in range(K):  # borrow the nearest foreign snapshots

@@ -440,3 +440,18 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(ClusteringError, match="dissimilarity="):
         LocalBases(2, 2, dissimilarity="cosine", comm=SERIAL).fit(S)
     assert issubclass(ClusteringError, RomError) and issubclass(ClusteringError, ValueError)
+
+
+def test_kmeans_on_parameters_recovers_well_separated_parameter_blobs():
+    rng = np.random.default_rng(3)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    truth = np.repeat(np.arange(3), 20)
+    P = centres[truth] + 0.3 * rng.standard_normal((60, 2))
+    S = rng.standard_normal((50, 60))
+    lb = LocalBases(3, 2, dissimilarity="parameters", method="kmeans", comm=SERIAL, random_state=0).fit(S, P)
+    # the partition equals the blobs up to a relabelling
+    pairs = set(zip(truth.tolist(), lb.labels_.tolist()))
+    assert len(pairs) == 3 and len({b for _, b in pairs}) == 3
+    np.testing.assert_array_equal(lb.labels_[lb.medoid_indices_], np.arange(3))  # each medoid in its cluster
+    with pytest.raises(ClusteringError, match="kmeans"):
+        LocalBases(3, 2, dissimilarity="sine", method="kmeans", comm=SERIAL).fit(S)
