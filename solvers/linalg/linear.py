@@ -78,7 +78,9 @@ class _ScipyBackend:
             import pyamg
 
             B = self.o.near_nullspace
-            ml = pyamg.smoothed_aggregation_solver(A, B=B, max_coarse=500)
+            # sparse LU on the coarsest level: pyamg's default dense pseudo-inverse is computed lazily
+            # at the first V-cycle and costs seconds when aggregation stalls at a few thousand dofs
+            ml = pyamg.smoothed_aggregation_solver(A, B=B, max_coarse=500, coarse_solver="splu")
             self.M = ml.aspreconditioner(cycle="V")
         elif self.o.preconditioner == "jacobi":
             dinv = 1.0 / A.diagonal()
