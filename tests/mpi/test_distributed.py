@@ -4,6 +4,9 @@ Every rank builds the serial reference too (Comm(None)) and compares its own row
 verdict is reduced over ranks so that all ranks assert the same thing and none hangs.
 """
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -11,6 +14,7 @@ from rom.parallel import Comm, world
 from solvers.fem import Space, diffusion, elasticity, lame
 from solvers.linalg import LinearSolver
 from solvers.mesh import Mesh, box, rectangle
+from solvers.mesh.io import read_mesh
 from solvers.problems import Heat, LinearElasticity, NonlinearHeat, ThermalBlock, linear_conductivity
 
 pytestmark = pytest.mark.mpi
@@ -28,32 +32,12 @@ def _compare(space_dist, u_dist, u_serial) -> float:
 
 
 def _gmsh_square(h: float) -> Mesh:
-    import gmsh
-
-    gmsh.initialize(interruptible=False)
-    try:
-        gmsh.option.setNumber("General.Terminal", 0)
-        gmsh.model.add("sq")
-        gmsh.model.occ.addRectangle(0, 0, 0, 1, 1)
-        gmsh.model.occ.synchronize()
-        gmsh.option.setNumber("Mesh.MeshSizeMax", h)
-        gmsh.model.mesh.generate(2)
-        tags, xyz, _ = gmsh.model.mesh.getNodes()
-        _, enodes = gmsh.model.mesh.getElementsByType(2)
-    finally:
-        gmsh.finalize()
-    idx = np.zeros(int(tags.max()) + 1, dtype=np.int64)
-    idx[tags.astype(np.int64)] = np.arange(len(tags))
-    cells = idx[enodes.astype(np.int64)].reshape(-1, 3)
-    used = np.unique(cells)
-    ren = np.full(len(tags), -1)
-    ren[used] = np.arange(len(used))
-    cells, pts = ren[cells], xyz.reshape(-1, 3)[used, :2]
-    p = pts[cells]
-    a, b = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
-    neg = a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0] < 0
-    cells[neg] = cells[neg][:, [0, 2, 1]]
-    return Mesh(pts, cells, "triangle").tag_boundary("boundary")
+    """Unstructured unit square from gmsh (deterministic, so every rank gets the same mesh)."""
+    geo = f'SetFactory("OpenCASCADE");\nRectangle(1) = {{0, 0, 0, 1, 1}};\nMesh.MeshSizeMax = {h};\n'
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "square.geo"
+        path.write_text(geo)
+        return read_mesh(path).tag_boundary("boundary")
 
 
 @pytest.mark.parametrize("degree", [1, 2])

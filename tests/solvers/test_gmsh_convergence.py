@@ -1,6 +1,8 @@
 """Convergence rates on unstructured gmsh meshes (Delaunay/Frontal triangles, tetrahedra)."""
 
-import gmsh
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.sparse.linalg as sla
@@ -8,51 +10,19 @@ import scipy.sparse.linalg as sla
 from solvers.fem import Space, diffusion, elasticity, lame, load, post
 from solvers.fem.bc import DirichletBC, apply_dirichlet
 from solvers.mesh import Mesh
+from solvers.mesh.io import read_mesh
 
 PI = np.pi
 
 
 def _gmsh_unit(dim: int, h: float) -> Mesh:
-    """Unit square/cube meshed by gmsh with target size h (unstructured, seeded by gmsh's
-    deterministic algorithms)."""
-    gmsh.initialize(interruptible=False)
-    try:
-        gmsh.option.setNumber("General.Terminal", 0)
-        gmsh.model.add("unit")
-        if dim == 2:
-            gmsh.model.occ.addRectangle(0, 0, 0, 1, 1)
-        else:
-            gmsh.model.occ.addBox(0, 0, 0, 1, 1, 1)
-        gmsh.model.occ.synchronize()
-        gmsh.option.setNumber("Mesh.MeshSizeMin", h)
-        gmsh.option.setNumber("Mesh.MeshSizeMax", h)
-        gmsh.model.mesh.generate(dim)
-        tags, coords, _ = gmsh.model.mesh.getNodes()
-        etype = 2 if dim == 2 else 4
-        _, enodes = gmsh.model.mesh.getElementsByType(etype)
-    finally:
-        gmsh.finalize()
-    index = np.zeros(int(tags.max()) + 1, dtype=np.int64)
-    index[tags.astype(np.int64)] = np.arange(len(tags))
-    cells = index[enodes.astype(np.int64)].reshape(-1, dim + 1)
-    pts = coords.reshape(-1, 3)[:, :dim]
-    used = np.unique(cells)
-    renum = np.full(len(pts), -1)
-    renum[used] = np.arange(len(used))
-    cells = renum[cells]
-    pts = pts[used]
-    # orient positively
-    p = pts[cells]
-    if dim == 2:
-        a, b = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
-        det = a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
-        cells[det < 0] = cells[det < 0][:, [0, 2, 1]]
-        ct = "triangle"
-    else:
-        det = np.einsum("ij,ij->i", np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]), p[:, 3] - p[:, 0])
-        cells[det < 0] = cells[det < 0][:, [0, 2, 1, 3]]
-        ct = "tetra"
-    return Mesh(pts, cells, ct).tag_boundary("boundary")
+    """Unit square/cube meshed by gmsh (Frontal-Delaunay, target size h) through read_mesh."""
+    shape = "Rectangle(1) = {0, 0, 0, 1, 1};" if dim == 2 else "Box(1) = {0, 0, 0, 1, 1, 1};"
+    geo = f'SetFactory("OpenCASCADE");\n{shape}\nMesh.MeshSizeMin = {h};\nMesh.MeshSizeMax = {h};\n'
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "unit.geo"
+        path.write_text(geo)
+        return read_mesh(path).tag_boundary("boundary")
 
 
 def _rates(errors, hs):
