@@ -5,10 +5,14 @@ is vectorized, checkpoints and resumes."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import scipy.linalg as sl
 import scipy.sparse.linalg as sla
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rom import _rb_kernels as K
 from rom.errors import ParameterError, ShapeError, StoreError
@@ -264,3 +268,26 @@ def test_bad_input_is_named():
     aff_fn = AffineDecomposition(tb.affine.operators, lambda mu: mu, tb.affine.rhs, Theta(("1",)))
     with pytest.raises(ShapeError, match="Theta"):
         Reductor(aff_fn, tb.inner_product, box.lower, box.upper)
+
+
+@settings(max_examples=15, deadline=None)
+@given(k=st.integers(1, 12), scale=st.floats(1e-6, 1e6), seed=st.integers(0, 10**6))
+def test_extension_keeps_the_basis_x_orthonormal(k, scale, seed):
+    tb = _small_block()
+    box = tb.parameter_space
+    red = Reductor(tb.affine, tb.inner_product, box.lower, box.upper)
+    rng = np.random.default_rng(seed)
+    U = rng.standard_normal((tb.space.n_dofs, k)) * scale
+    U[:, -1] = U[:, 0] + 1e-3 * U[:, -1] if k > 1 else U[:, -1]   # nearly dependent fields
+    red.extend(U)
+    G = red.V.T @ (tb.inner_product @ red.V)
+    np.testing.assert_allclose(G, np.eye(red.size), atol=1e-12)
+    # F2 factor: W is X-orthonormal and W T reproduces the representers
+    W, T = red.W, red.T
+    np.testing.assert_allclose(W.T @ (tb.inner_product @ W), np.eye(W.shape[1]), atol=1e-12)
+    np.testing.assert_allclose(W @ T, red.R, atol=1e-10 * np.abs(red.R).max())
+
+
+@functools.lru_cache(maxsize=1)
+def _small_block():
+    return ThermalBlock((2, 2), n=6)
