@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 import rom
-from solvers.linalg import LinearSolver
+from solvers.linalg import LinearSolver, split_petsc_args
 from solvers.mesh.io import write_mesh
 from solvers.problems import ThermalBlock
 
@@ -47,7 +47,8 @@ def parse(argv=None):
     p.add_argument("--tol", type=float, default=1e-6, help="greedy tolerance on the relative energy bound")
     p.add_argument("--estimator", default="orthonormalized", choices=("gram", "orthonormalized", "eim"),
                    help="residual dual-norm formula (docs/methods/rb.md)")
-    args = p.parse_args(argv)
+    own, _ = split_petsc_args(sys.argv[1:] if argv is None else argv)  # PETSc options go to PETSc
+    args = p.parse_args(own)
     if args.quick:
         args.n, args.train, args.test, args.max_size = 42, 100, 30, 25  # n a multiple of B1, B2: block edges on mesh lines
     return args

@@ -6,7 +6,7 @@ distributed backend. Callers only see `setup(A)` / `solve(b)` / `info`.
 `newton` solves F(u) = 0 with a backtracking line search.
 """
 
-from solvers.linalg.linear import BACKENDS, LinearSolver, SolveInfo, rigid_body_modes
+from solvers.linalg.linear import BACKENDS, LinearSolver, SolveInfo, rigid_body_modes, split_petsc_args
 from solvers.linalg.newton import NewtonResult, newton
 
-__all__ = ["BACKENDS", "LinearSolver", "SolveInfo", "rigid_body_modes", "NewtonResult", "newton"]
+__all__ = ["BACKENDS", "LinearSolver", "SolveInfo", "rigid_body_modes", "split_petsc_args", "NewtonResult", "newton"]

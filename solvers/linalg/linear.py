@@ -16,6 +16,25 @@ from rom.parallel import world
 log = logging.getLogger(__name__)
 
 METHODS = ("direct", "cg", "minres", "gmres")
+PETSC_PREFIXES = ("-ksp", "-pc", "-mat", "-vec", "-log", "-romtk", "-mg", "-snes", "-info", "-malloc", "-help",
+                  "-options", "-mpi", "-on_error")
+
+
+def split_petsc_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Split command-line arguments into (the script's own, PETSc options with their values),
+    so that case scripts accept e.g. `-romtk1_ksp_monitor -romtk1_ksp_type bcgs`."""
+    own, petsc, after_option = [], [], False
+    for arg in argv:
+        if arg.startswith(PETSC_PREFIXES):
+            petsc.append(arg)
+            after_option = True
+        elif after_option and not arg.startswith("-"):
+            petsc.append(arg)
+            after_option = False
+        else:
+            own.append(arg)
+            after_option = False
+    return own, petsc
 PRECONDITIONERS = (None, "amg", "jacobi")
 
 

@@ -15,29 +15,12 @@ import numpy as np
 
 from rom.errors import ConvergenceError, SingularSystemError
 from rom.parallel import world
+from solvers.linalg.linear import split_petsc_args
 
 import petsc4py
 
 
-def _petsc_argv(argv: list[str]) -> list[str]:
-    """The PETSc options of a command line (-ksp_*, -pc_*, -romtk*, ... and their values), so that
-    a script's own arguments are neither parsed nor reported as unused by PETSc."""
-    keep, out = False, [argv[0] if argv else "romtk"]
-    prefixes = ("-ksp", "-pc", "-mat", "-vec", "-log", "-romtk", "-mg", "-snes", "-info", "-malloc", "-help",
-                "-options", "-mpi", "-on_error")
-    for arg in argv[1:]:
-        if arg.startswith(prefixes):
-            out.append(arg)
-            keep = True
-        elif keep and not arg.startswith("-"):
-            out.append(arg)
-            keep = False
-        else:
-            keep = False
-    return out
-
-
-petsc4py.init(_petsc_argv(sys.argv))  # a no-op once PETSc is initialized
+petsc4py.init(sys.argv[:1] + split_petsc_args(sys.argv[1:])[1])  # a no-op once PETSc is initialized
 from petsc4py import PETSc  # noqa: E402
 
 _KSP = {"cg": "cg", "minres": "minres", "gmres": "gmres", "direct": "preonly"}

@@ -124,3 +124,11 @@ def test_newton_reports_non_convergence_within_maxiter():
         newton(lambda u: np.arctan(u), lambda u: sp.csr_matrix(np.diag(1 / (1 + u**2))), np.array([1.0]),
                maxiter=1)
     assert len(info.value.history) == 2
+
+
+def test_petsc_options_are_split_from_a_script_command_line():
+    from solvers.linalg import split_petsc_args
+
+    own, petsc = split_petsc_args(["--n", "60", "-romtk1_ksp_type", "bcgs", "--solver", "cg", "-ksp_monitor"])
+    assert own == ["--n", "60", "--solver", "cg"]
+    assert petsc == ["-romtk1_ksp_type", "bcgs", "-ksp_monitor"]
