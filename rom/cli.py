@@ -153,7 +153,12 @@ def describe_hdf5(path: Path, max_items: int = 200) -> list[str]:
     except OSError as exc:
         raise StoreError(f"cannot open {str(path)!r} as HDF5: {exc}; check the file is complete") from exc
     with f:
-        lines = [f"HDF5 file: {path}", "attributes:" if f.attrs else "attributes: none"]
+        fmt = f.attrs.get("format", b"")
+        fmt = fmt.decode() if isinstance(fmt, bytes) else str(fmt)
+    head = _describe_romtk(path, fmt)
+    f = h5py.File(path, "r")
+    with f:
+        lines = head + [f"HDF5 file: {path}", "attributes:" if f.attrs else "attributes: none"]
         lines += [f"  {k} = {_attr(v)}" for k, v in sorted(f.attrs.items())]
         items: list[str] = []
 
@@ -171,6 +176,20 @@ def describe_hdf5(path: Path, max_items: int = 200) -> list[str]:
         if len(items) > max_items:
             lines.append(f"  ... {len(items) - max_items} more (use --max-items)")
     return lines
+
+
+def _describe_romtk(path: Path, fmt: str) -> list[str]:
+    """A summary of a romtk snapshot store or POD basis (empty for other files)."""
+    if fmt == "romtk.snapshots":
+        from rom.store import SnapshotStore
+
+        with SnapshotStore(path) as store:
+            return store.summary().splitlines()
+    if fmt == "romtk.basis":
+        from rom.basis import PodBasis
+
+        return PodBasis.load(path).summary().splitlines()
+    return []
 
 
 # -- rom cases ------------------------------------------------------------------------
@@ -212,4 +231,108 @@ def cases(args: argparse.Namespace) -> int:
         print(f"  {str(p.relative_to(folder)):<{width}}  {_summary(p)}")
     if not scripts:
         print("  (none)")
+    return 0
+
+
+# -- rom snapshots --------------------------------------------------------------------
+def load_case(case: str):
+    """The module of case `case`: a path to a .py file, or a name in the cases folder.
+
+    A case exposes its full-order problem to `rom snapshots` through a function
+    ``snapshot_problem(**options)`` returning an object with ``solve(mu)`` and
+    ``parameter_space`` (see rom.snapshots).
+    """
+    import importlib.util
+
+    path = Path(case)
+    if path.suffix != ".py":
+        folder = find_cases_dir()
+        if folder is None:
+            raise RomError(f"case {case!r}: no cases folder found above {Path.cwd()}; pass the script's path")
+        path = folder / f"{case}.py"
+    if not path.is_file():
+        raise RomError(f"case {case!r}: no file {path}; `rom cases` lists the cases")
+    spec = importlib.util.spec_from_file_location(f"romtk_case_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not callable(getattr(module, "snapshot_problem", None)):
+        raise RomError(f"case {path} defines no snapshot_problem(**options); only cases that expose their "
+                       "problem can generate snapshots from the command line")
+    return module
+
+
+def _options(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise RomError(f"--set {pair!r}: write KEY=VALUE, e.g. --set n=64")
+        try:
+            out[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            out[key] = text  # a bare word is a string
+    return out
+
+
+def _configure_snapshots(p: argparse.ArgumentParser) -> None:
+    p.add_argument("case", help="case name in cases/ (e.g. thermal_block) or path to a case script")
+    p.add_argument("--samples", type=int, required=True, metavar="N", help="number of parameter samples")
+    p.add_argument("--sampler", default="lhs", choices=("lhs", "sobol", "uniform", "grid"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True, metavar="FILE", help="the snapshot store (HDF5)")
+    p.add_argument("--set", dest="options", action="append", metavar="KEY=VALUE",
+                   help="option for the case's snapshot_problem (repeatable), e.g. --set n=64")
+    p.add_argument("--group-size", type=int, default=1, help="ranks per FOM solve under mpirun (default 1)")
+    p.add_argument("--retry-failed", action="store_true", help="recompute snapshots recorded as failed")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+@subcommand("snapshots", "run a case's full-order problem over a parameter sample into a snapshot store "
+                         "(resumes an interrupted run)", _configure_snapshots)
+def snapshots(args: argparse.Namespace) -> int:
+    from rom.parallel import world
+    from rom.snapshots import generate
+
+    if args.samples < 1:
+        raise RomError(f"--samples {args.samples}: pass at least one sample")
+    options = _options(args.options)
+    module = load_case(args.case)
+    comm = world()
+    problem = module.snapshot_problem(**options)
+    sample = problem.parameter_space.sample(args.samples, args.sampler, seed=args.seed)
+    provenance = {**options, "samples": args.samples, "sampler": args.sampler, "seed": args.seed}
+    report = generate(problem, sample, args.out, comm, progress=not args.no_progress, group_size=args.group_size,
+                      case=Path(module.__file__).stem, options=provenance, retry_failed=args.retry_failed)
+    comm.print(str(report))
+    return 0 if report.n_done else 1
+
+
+# -- rom pod --------------------------------------------------------------------------
+def _configure_pod(p: argparse.ArgumentParser) -> None:
+    p.add_argument("store", type=Path, help="a snapshot store written by `rom snapshots`")
+    p.add_argument("--tol", type=float, help="relative energy tolerance in (0, 1), e.g. 1e-6")
+    p.add_argument("--n-modes", type=int, help="keep at most this many modes")
+    p.add_argument("--method", default="snapshots", choices=("snapshots", "svd", "tsqr", "randomized", "streaming"))
+    p.add_argument("--block-size", type=int, default=64, help="snapshots per block when streaming (default 64)")
+    p.add_argument("--out", type=Path, required=True, metavar="BASIS", help="the basis file (HDF5)")
+    p.add_argument("--xdmf", type=Path, help="also write the modes for ParaView here (.xdmf)")
+    p.add_argument("--plot", type=Path, help="also write the singular values and projection errors here (.png)")
+
+
+@subcommand("pod", "POD basis of a snapshot store, with its singular values and projection errors",
+            _configure_pod)
+def pod_command(args: argparse.Namespace) -> int:
+    from rom.basis import PodBasis
+
+    if args.tol is None and args.n_modes is None:
+        raise RomError("give --tol (relative energy, e.g. 1e-6) or --n-modes, or both")
+    basis = PodBasis.from_store(args.store, tol=args.tol, n_modes=args.n_modes, method=args.method,
+                                block_size=args.block_size)
+    basis.save(args.out)
+    print(basis.summary())
+    print(f"wrote {args.out}")
+    if args.xdmf:
+        print(f"wrote {basis.write_xdmf(args.xdmf)}")
+    if args.plot:
+        print(f"wrote {basis.plot(args.plot)}")
     return 0

@@ -202,5 +202,6 @@ def _create(path: Path, P, first, problem, space, case, options) -> SnapshotStor
     return SnapshotStore.create(
         path, P, n_dofs, n_steps=n_steps, parameter_space=space, times=times,
         inner_product=_inner_product(problem), mesh_hash=mesh_hash,
+        mesh=mesh if mesh_hash is not None and getattr(mesh, "cell_type", None) else None,
         case=case or type(problem).__name__, options=options,
     )

@@ -81,6 +81,28 @@ def _preallocated(group: h5py.Group, name: str, shape: tuple, dtype) -> h5py.Dat
     return h5py.Dataset(dsid)
 
 
+def _write_mesh_group(f: h5py.File, mesh) -> None:
+    """The optional "mesh" group: points, cells, cell_type, regions/<name> (cell indices)."""
+    g = f.create_group("mesh")
+    g.create_dataset("points", data=np.asarray(mesh.points, dtype=np.float64))
+    g.create_dataset("cells", data=np.asarray(mesh.cells, dtype=np.int64))
+    g.attrs["cell_type"] = mesh.cell_type
+    r = g.create_group("regions")
+    for name, cells in getattr(mesh, "regions", {}).items():
+        r.create_dataset(name, data=np.asarray(cells, dtype=np.int64))
+
+
+def _read_mesh_group(f: h5py.File):
+    if "mesh" not in f:
+        return None
+    from solvers.mesh import Mesh
+
+    g = f["mesh"]
+    ct = g.attrs["cell_type"]
+    regions = {k: v[...] for k, v in g["regions"].items()} if "regions" in g else None
+    return Mesh(g["points"][...], g["cells"][...], ct.decode() if isinstance(ct, bytes) else str(ct), regions=regions)
+
+
 class SnapshotStore:
     """A romtk snapshot store (HDF5), opened for reading (`mode="r"`) or writing (`"r+"`).
 
@@ -147,7 +169,7 @@ class SnapshotStore:
     @classmethod
     def create(cls, path, parameters, n_dofs: int, *, n_steps: int = 0, fields=("u",),
                parameter_space=None, times=None, inner_product=None, inner_product_rebuild: str | None = None,
-               mesh_hash: str | None = None, case: str = "", options: Mapping | None = None,
+               mesh_hash: str | None = None, mesh=None, case: str = "", options: Mapping | None = None,
                overwrite: bool = False) -> "SnapshotStore":
         """Create a store for the sample `parameters` (m, dim) and open it for writing.
 
@@ -158,6 +180,8 @@ class SnapshotStore:
         inner_product : scipy sparse (n_dofs, n_dofs), stored as CSR arrays;
         inner_product_rebuild : how to rebuild it instead (a sentence or a call).
         mesh_hash : e.g. `array_hash(mesh.points, mesh.cells)`.
+        mesh : a `solvers.mesh.Mesh` (points, cells, cell type, regions) stored in the
+            optional group "mesh", so that modes can be written for ParaView later.
         case, options : provenance (case name, options of the run as JSON-able dict).
 
         The file is written as `<path>.partial` and renamed to `path` when complete.
@@ -219,6 +243,8 @@ class SnapshotStore:
                 ig.create_dataset("indptr", data=M.indptr.astype(np.int64))
                 ig.attrs["shape"] = M.shape
             ig.attrs["rebuild"] = inner_product_rebuild or ""
+            if mesh is not None:
+                _write_mesh_group(f, mesh)
         os.replace(tmp, path)
         return cls(path, "r+")
 
@@ -276,6 +302,10 @@ class SnapshotStore:
         if "data" not in g:
             return None
         return sp.csr_matrix((g["data"][...], g["indices"][...], g["indptr"][...]), shape=tuple(g.attrs["shape"]))
+
+    def mesh(self):
+        """The stored `solvers.mesh.Mesh`, or None when the store was written without one."""
+        return _read_mesh_group(self._f)
 
     @property
     def inner_product_rebuild(self) -> str:
