@@ -175,7 +175,7 @@ class InnerProduct:
         sym = Y is None
         Y = X if sym else Y
         if self.matrix is None:
-            G = X.T @ X if sym else X.T @ Y
+            G = _syrk(X) if sym else X.T @ Y
         else:
             Yext = self._extended(Y)
             G = np.zeros((X.shape[1], Y.shape[1]))
@@ -194,6 +194,25 @@ class InnerProduct:
         else:
             local = np.einsum("ij,ij->j", X, self.apply(X))
         return self.comm.allreduce(local, "sum")
+
+
+def _syrk(X: np.ndarray) -> np.ndarray:
+    """X^T X through BLAS dsyrk without copying X (upper triangle, mirrored).
+
+    numpy's `X.T @ X` takes a slow non-BLAS route for some tall-skinny shapes
+    (measured 15x below dsyrk at 2e5 x 100); dsyrk also does half the flops of a GEMM.
+    """
+    if X.dtype != np.float64 or X.shape[0] == 0 or X.shape[1] == 0:
+        return X.T @ X
+    if X.flags.c_contiguous:
+        G = sla.blas.dsyrk(1.0, X.T, trans=0, lower=0)  # X^T is (m, n) Fortran-contiguous: A A^T
+    elif X.flags.f_contiguous:
+        G = sla.blas.dsyrk(1.0, X, trans=1, lower=0)
+    else:
+        return X.T @ X
+    iu = np.triu_indices(G.shape[0], 1)
+    G[iu[1], iu[0]] = G[iu]
+    return G
 
 
 # ---------------------------------------------------------------------------- validation
