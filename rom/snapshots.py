@@ -97,6 +97,11 @@ def generate(problem, mu_samples, store_path, comm: Comm | None = None, progress
     group = comm.Split(color)
     path = Path(store_path)
     pass_comm = _accepts_comm(problem)
+    # Every rank evaluates the inner product, so that a problem assembling it
+    # collectively does not hang; a distributed one (owned rows) is not stored.
+    inner = _inner_product(problem) if not path.exists() else None
+    fom_space = getattr(problem, "space", None)
+    to_serial = getattr(fom_space, "to_serial", None) if group.size > 1 else None
 
     # Rank 0 owns the file; everyone learns what is left to do.
     store = None
@@ -141,6 +146,9 @@ def generate(problem, mu_samples, store_path, comm: Comm | None = None, progress
                     if group.size > 1:
                         parts = group.gather(value)
                         value = np.concatenate(parts, axis=-1) if group.rank == 0 else None
+                        if value is not None and to_serial is not None:  # store the serial numbering
+                            value = to_serial(value) if value.ndim == 1 else \
+                                to_serial(np.ascontiguousarray(value.T)).T
                     result = (i, value, None)
                 except RomError as exc:
                     result = (i, None, f"{type(exc).__name__}: {exc}")
@@ -155,7 +163,7 @@ def generate(problem, mu_samples, store_path, comm: Comm | None = None, progress
                     if message is None and not np.all(np.isfinite(value)):
                         message = "the solution contains NaN or Inf"
                     if message is None and store is None:
-                        store = _create(path, P, value, problem, space, case, options)
+                        store = _create(path, P, value, problem, space, case, options, inner)
                         for j, msg in pending_failures:
                             store.write_failure(j, msg)
                         pending_failures = []
@@ -190,7 +198,7 @@ def generate(problem, mu_samples, store_path, comm: Comm | None = None, progress
     return comm.bcast(report)
 
 
-def _create(path: Path, P, first, problem, space, case, options) -> SnapshotStore:
+def _create(path: Path, P, first, problem, space, case, options, inner) -> SnapshotStore:
     if first.ndim not in (1, 2):
         raise ShapeError(f"solve(mu) returned shape {first.shape}; return (n_dofs,) or (n_steps, n_dofs)")
     n_steps, n_dofs = (first.shape if first.ndim == 2 else (0, first.shape[0]))
@@ -201,7 +209,9 @@ def _create(path: Path, P, first, problem, space, case, options) -> SnapshotStor
         times = None
     return SnapshotStore.create(
         path, P, n_dofs, n_steps=n_steps, parameter_space=space, times=times,
-        inner_product=_inner_product(problem), mesh_hash=mesh_hash,
+        inner_product=inner if inner is not None and inner.shape == (n_dofs, n_dofs) else None,
+        inner_product_rebuild="" if inner is None or inner.shape == (n_dofs, n_dofs) else
+        f"{type(problem).__name__}.inner_product (assembled distributed; not stored)", mesh_hash=mesh_hash,
         mesh=mesh if mesh_hash is not None and getattr(mesh, "cell_type", None) else None,
         case=case or type(problem).__name__, options=options,
     )
