@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg as sla
+from scipy.linalg import blas, lapack
 from scipy.optimize import minimize
 
 from rom.errors import ParameterError, RomError
-from rom.gp._linalg import cho_solve, cholesky_jitter
+from rom.gp._linalg import JITTER_LADDER, cho_solve, cholesky_jitter
 from rom.gp._validate import check_fitted, check_X, check_y
-from rom.gp.kernels import Kernel, Matern52, Scaled
+from rom.gp.kernels import Kernel, Matern52, Scaled, fused_contract_lower, fused_gram_lower, fused_terms
 
 
 class GaussianProcess:
@@ -116,6 +117,9 @@ class GaussianProcess:
 
     def _lml_grad(self, kernel, X, Y, theta):
         kernel.theta = theta
+        terms = fused_terms(kernel)
+        if terms is not None:
+            return self._lml_grad_fused(kernel, terms, X, Y)
         K = kernel(X)
         K[np.diag_indices_from(K)] += self.alpha
         try:
@@ -128,6 +132,31 @@ class GaussianProcess:
         Kinv = np.tril(Kinv) + np.tril(Kinv, -1).T
         W = a @ a.T - Y.shape[1] * Kinv
         return lml, 0.5 * kernel.contract(X, W)
+
+    def _lml_grad_fused(self, kernel, terms, X, Y):
+        """The same as the generic path for sums of [c *] radial kernels and White noise, with
+        one (n, n) array and no (n_theta, n, n) tensor: K's lower triangle built by a compiled
+        pass, factored in place (potrf), alpha by potrs, C^-1 in place (potri), then
+        W = a a^T - t C^-1 in place (syrk) and every gradient entry from one compiled pass over
+        the pairs. The C-ordered lower triangle is the upper triangle of the Fortran view F."""
+        n, t = Y.shape
+        C = np.empty((n, n))
+        for jitter in JITTER_LADDER:
+            fused_gram_lower(terms, X, self.alpha, C)
+            if jitter:
+                C.ravel()[::n + 1] += jitter * np.mean(np.diagonal(C))
+            U, info = lapack.dpotrf(C.T, lower=0, clean=0, overwrite_a=1)
+            if info == 0:
+                break
+        else:
+            return -np.inf, np.zeros(kernel.n_theta)
+        a, info = lapack.dpotrs(U, Y, lower=0)
+        lml = float(-0.5 * np.sum(Y * a) - t * np.log(np.diagonal(U)).sum() - 0.5 * n * t * np.log(2 * np.pi))
+        Cinv, info = lapack.dpotri(U, lower=0, overwrite_c=1)
+        if info != 0:
+            return -np.inf, np.zeros(kernel.n_theta)
+        W = blas.dsyrk(1.0, a, beta=-float(t), c=Cinv, lower=0, overwrite_c=1)
+        return lml, 0.5 * fused_contract_lower(terms, kernel.n_theta, X, W.T)
 
     def _optimize(self, kernel, X, Y):
         bounds = kernel.bounds

@@ -24,6 +24,7 @@ import copy
 import numpy as np
 
 from rom.errors import ParameterError, RomError, ShapeError
+from rom.gp import _kernels
 
 _DEFAULT_BOUNDS = (1e-5, 1e5)
 
@@ -144,6 +145,11 @@ class _Radial(Kernel):
     def _K(self, X, Y, same):
         ls = self._ls(X.shape[1])
         Xs, Ys = X / ls, Y / ls
+        kind = _COMPILED.get(type(self))
+        if kind is not None:  # compiled, from coordinate differences (no cancellation in q)
+            K = np.empty((X.shape[0], Y.shape[0]))
+            _kernels.cross(np.ascontiguousarray(Xs), np.ascontiguousarray(Ys), kind, K)
+            return K
         q = (Xs**2).sum(1)[:, None] + (Ys**2).sum(1)[None, :] - 2.0 * Xs @ Ys.T
         q = np.maximum(q, 0.0)
         if same:
@@ -252,6 +258,11 @@ class Matern52(_Radial):
 
     def _g2(self, q):
         return (25.0 / 12.0) * np.exp(-np.sqrt(5.0 * q))
+
+
+# exact types only: a subclass may redefine g and then takes the numpy path
+_COMPILED = {SquaredExponential: _kernels.SE, Matern12: _kernels.M12, Matern32: _kernels.M32,
+             Matern52: _kernels.M52}
 
 
 # ---------------------------------------------------------------------------
@@ -546,3 +557,68 @@ class White(Kernel):
 
     def _d2(self, X, Y, a, b):
         return np.zeros((X.shape[0], Y.shape[0]))
+
+
+# ---------------------------------------------------------------------------
+# compiled training path: sums of [c *] ARD radial kernels and White noise
+# ---------------------------------------------------------------------------
+
+def fused_terms(kernel: Kernel) -> list[tuple[int, Kernel, Kernel | None]] | None:
+    """The terms of `kernel` as (first theta index, leaf, Scaled wrapper or None) when it is a
+    Sum of White and [Scaled] SquaredExponential / Matern ARD kernels; None for any other shape
+    (products, mixtures, subclasses), which then take the generic `contract` path."""
+    terms, start = [], 0
+
+    def walk(k):
+        nonlocal start
+        if isinstance(k, Sum):
+            return walk(k.k1) and walk(k.k2)
+        scale = k if isinstance(k, Scaled) else None
+        leaf = k.kernel if scale is not None else k
+        if not (type(leaf) in _COMPILED or (type(leaf) is White and scale is None)):
+            return False
+        terms.append((start, leaf, scale))
+        start += k.n_theta
+        return True
+
+    return terms if walk(kernel) else None
+
+
+def fused_gram_lower(terms, X: np.ndarray, diag: float, K: np.ndarray) -> None:
+    """Lower triangle of K(X, X) + diag * I into the C-ordered (n, n) array K (upper left as is)."""
+    first = True
+    noise = diag
+    for _, leaf, scale in terms:
+        if type(leaf) is White:
+            noise += leaf.noise
+            continue
+        c = 1.0 if scale is None else scale.variance
+        Xs = np.ascontiguousarray(X / leaf._ls(X.shape[1]))
+        _kernels.gram_lower(Xs, _COMPILED[type(leaf)], c, not first, K)
+        first = False
+    if first:
+        K[np.tril_indices(K.shape[0])] = 0.0
+    K.ravel()[::K.shape[0] + 1] += noise
+
+
+def fused_contract_lower(terms, n_theta: int, X: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """sum_ij W_ij dK_ij/dtheta (n_theta,) for symmetric W of which only the lower triangle is read
+    (C-ordered): one compiled pass over the pairs i > j per radial term, every parameter at once."""
+    out = np.empty(n_theta)
+    for start, leaf, scale in terms:
+        if type(leaf) is White:
+            out[start] = leaf.noise * np.trace(W)
+            continue
+        ls = leaf._ls(X.shape[1])
+        c = 1.0 if scale is None else scale.variance
+        s = _kernels.contract_lower(np.ascontiguousarray(X / ls), _COMPILED[type(leaf)], W)
+        i = start
+        if scale is not None:
+            out[i] = c * s[0]
+            i += 1
+        dl = -2.0 * c * s[1:]
+        if leaf.length_scale.size == 1:
+            out[i] = dl.sum()
+        else:
+            out[i:i + dl.size] = dl
+    return out

@@ -6,7 +6,7 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
 from rom.errors import ParameterError, RomError, ShapeError
-from rom.gp import GaussianProcess, Matern52, Scaled, SquaredExponential, White
+from rom.gp import GaussianProcess, Matern12, Matern32, Matern52, Scaled, SquaredExponential, White
 
 
 def branin(X):
@@ -150,3 +150,37 @@ def test_jitter_ladder_rescues_a_nearly_singular_matrix():
     gp = GaussianProcess(SquaredExponential(2.0), alpha=0.0, optimizer=None).fit(X, np.sin(X[:, 0]))
     assert gp.jitter_ > 0
     assert np.allclose(gp.predict(X[::7]), np.sin(X[::7, 0]), atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel", [
+    Scaled(Matern52([0.3, 0.5]), 2.0) + White(0.1),
+    SquaredExponential(0.4) + White(0.05),
+    Scaled(Matern32([0.3, 0.2]), 1.5) + Scaled(Matern12(0.3), 0.5) + White(1e-2),
+])
+def test_fused_gradient_equals_finite_differences_and_the_generic_contract(data, kernel, monkeypatch):
+    """The compiled path (one pass over pairs for every log-parameter, no dK tensor) computes
+    the same likelihood and gradient as kernel.contract on the full dK, and both are the
+    derivative of the likelihood."""
+    import rom.gp.exact as exact
+    from rom.gp.kernels import fused_terms
+
+    X, y, _, _ = data
+    X, Y = X[:80], np.c_[y[:80], np.cos(4 * X[:80, 1])]
+    assert fused_terms(kernel) is not None
+    gp = GaussianProcess(kernel, optimizer=None, normalize_y=True).fit(X, Y)
+    theta = gp.kernel_.theta
+    lml, g = gp.log_marginal_likelihood(theta, eval_gradient=True)
+    fd = [(gp.log_marginal_likelihood(theta + 1e-6 * e) - gp.log_marginal_likelihood(theta - 1e-6 * e)) / 2e-6
+          for e in np.eye(theta.size)]
+    assert np.allclose(g, fd, rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(exact, "fused_terms", lambda k: None)
+    lml0, g0 = gp.log_marginal_likelihood(theta, eval_gradient=True)
+    assert np.isclose(lml, lml0, rtol=1e-12) and np.allclose(g, g0, rtol=1e-10, atol=1e-10 * np.abs(g0).max())
+
+
+def test_products_and_subclasses_keep_the_generic_path():
+    from rom.gp.kernels import fused_terms
+
+    assert fused_terms(SquaredExponential(0.3) * Matern52(0.5) + White(0.1)) is None
+    assert fused_terms(_NotPositive(1.0)) is None
+    assert fused_terms(Scaled(White(0.1), 2.0)) is None

@@ -109,3 +109,28 @@ def test_rough_kernels_refuse_second_derivatives_and_shapes_are_checked():
         SpectralMixture([1.0], [1.0], [1.0], dim=3)(X)
     with pytest.raises(ParameterError, match="mu"):
         SpectralMixture([1.0], [1.0], [-1.0])
+
+
+@pytest.mark.parametrize("name", ["se_iso", "se_ard", "m12", "m32", "m52", "scaled_sum"])
+@pytest.mark.parametrize("n", [1, 8, 9])
+def test_compiled_gram_and_contraction_equal_the_numpy_reference(name, n):
+    """Numba kernels (pairs i > j, rows paired r and n-1-r, so odd and even n) against the
+    (n_theta, n, n) tensor of `gradient` and numpy's g(q)."""
+    from rom.gp.kernels import fused_contract_lower, fused_gram_lower, fused_terms
+
+    k = KERNELS[name]
+    Xn = RNG.uniform(-1, 1, (n, 2))
+    K, dK = k.gradient(Xn)
+    leaf = k.k1.kernel if name == "scaled_sum" else k
+    D = (X[:, None, :] - Y[None, :, :]) / leaf._ls(2)
+    ref = leaf._g((D**2).sum(-1)) * (k.k1.variance if name == "scaled_sum" else 1.0)
+    assert np.allclose(k(X, Y), ref, rtol=1e-14, atol=1e-15)
+    terms = fused_terms(k)
+    C = np.full((n, n), np.nan)
+    fused_gram_lower(terms, Xn, 0.25, C)
+    assert np.allclose(np.tril(C), np.tril(K + 0.25 * np.eye(n)), rtol=1e-14, atol=1e-15)
+    W = RNG.standard_normal((n, n))
+    W = W + W.T
+    Wl = np.tril(W) + np.triu(np.full((n, n), np.nan), 1)  # the upper triangle must not be read
+    assert np.allclose(fused_contract_lower(terms, k.n_theta, Xn, Wl), np.einsum("ij,pij->p", W, dK),
+                       rtol=1e-12, atol=1e-12)
