@@ -10,7 +10,7 @@ import numba
 import numpy as np
 
 from rom.errors import MeshError, ShapeError
-from solvers.fem import _kernels
+from solvers.fem import _dofmap_kernels, _kernels
 from solvers.fem.elements import FACETS, FACET_TYPE, SIMPLEX, TDIM, Element, entities, lagrange
 from rom.parallel import world
 from solvers.fem.quadrature import QuadratureRule, gauss
@@ -91,7 +91,7 @@ class Space:
         self.element = lagrange(mesh.cell_type, self.degree)
         self.geometry = lagrange(mesh.cell_type, 1)
         self.affine = SIMPLEX[mesh.cell_type]
-        self.cell_nodes, self.n_nodes = self._number_nodes()
+        self._serial_cell_nodes, self.n_nodes = self._number_nodes()
         self.comm = world() if comm is None else comm
         self._distribute()
 
@@ -121,32 +121,44 @@ class Space:
     def _distribute(self) -> None:
         """Split cells over the ranks of self.comm (RCB), give each node to the lowest rank of
         the cells around it, and renumber nodes so that each rank owns a contiguous range.
-        Every rank keeps the whole mesh; it assembles the cells touching its nodes (its own
-        cells plus one layer of overlap), so its rows are complete without communication."""
+
+        Every rank keeps the whole mesh and the serial numbering; it assembles the cells touching
+        its nodes (its own cells plus one layer of ghosts), so its rows are complete without
+        communication. The work over all cells is three linear passes (partition, owners, cells
+        touching owned nodes); everything else (numbering of the assembled cells, sparsity,
+        colouring) is done on this rank's cells only."""
         ne, P, r = self.mesh.n_cells, self.comm.size, self.comm.rank
         if P == 1:
             self.cell_part = np.zeros(ne, dtype=np.int32)
             self.node_ranges = np.array([0, self.n_nodes], dtype=np.int64)
-            self.serial_nodes = None
+            self._renumber = None
             self.local_cells = None
             return
         if P > ne:
             raise MeshError(f"{P} ranks but only {ne} cells; run on at most {ne} ranks or refine the mesh")
-        part = partition_cells(self.mesh, P)
-        nb = self.cell_nodes.shape[1]
-        owner = np.full(self.n_nodes, P, dtype=np.int32)
-        np.minimum.at(owner, self.cell_nodes.ravel(), np.repeat(part, nb))
-        order = np.lexsort((np.arange(self.n_nodes), owner))
-        new = np.empty(self.n_nodes, dtype=np.int64)
-        new[order] = np.arange(self.n_nodes)
-        self.cell_nodes = new[self.cell_nodes]
-        self.cell_part = part
-        self.node_ranges = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=P))]).astype(np.int64)
-        self.serial_nodes = order  # node k here is node order[k] of the serial numbering
-        n0, n1 = self.node_ranges[r], self.node_ranges[r + 1]
-        self.local_cells = np.flatnonzero(((self.cell_nodes >= n0) & (self.cell_nodes < n1)).any(axis=1))
+        self.cell_part = partition_cells(self.mesh, P)
+        owner = _dofmap_kernels.node_owner(self._serial_cell_nodes, self.cell_part, self.n_nodes, P)
+        self._renumber, self.node_ranges = _dofmap_kernels.owner_numbering(owner, P)
+        self.local_cells = _dofmap_kernels.cells_touching(self._serial_cell_nodes, owner, r)
 
     # -- distribution -------------------------------------------------------------------
+    @cached_property
+    def cell_nodes(self) -> np.ndarray:
+        """(ne, nb) int64 nodes of every cell in this space's numbering (distributed: the owned
+        ranges'). Under MPI built on first use (O(ne)); assembly needs only _assembly_nodes."""
+        if self._renumber is None:
+            return self._serial_cell_nodes
+        return self._renumber[self._serial_cell_nodes]
+
+    @cached_property
+    def serial_nodes(self) -> np.ndarray | None:
+        """(n_nodes,) node k here is node serial_nodes[k] of the serial numbering (None serially)."""
+        if self._renumber is None:
+            return None
+        order = np.empty(self.n_nodes, dtype=np.int64)
+        order[self._renumber] = np.arange(self.n_nodes)
+        return order
+
     @property
     def owned_range(self) -> tuple[int, int]:
         """[start, stop) of the dofs this rank owns (all dofs on one rank)."""
@@ -181,7 +193,29 @@ class Space:
 
     @cached_property
     def _assembly_nodes(self) -> np.ndarray:
-        return self.cell_nodes if self.local_cells is None else np.ascontiguousarray(self.cell_nodes[self.local_cells])
+        """(n_assembly_cells, nb) int64 nodes, in this space's numbering, of the cells this rank assembles."""
+        if self.local_cells is None:
+            return self.cell_nodes
+        return self._renumber[self._serial_cell_nodes[self.local_cells]]
+
+    @cached_property
+    def _local_nodes(self) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """This rank's compact node numbering: (nodes (n_assembly_cells, nb) local ids, colmap
+        (n_local,) global node of each local id, increasing, and [lo, hi) the owned local ids).
+        Ghost nodes (owned by other ranks) are few, so only they are sorted."""
+        nodes = self._assembly_nodes
+        if self.local_cells is None:
+            return nodes, np.arange(self.n_nodes, dtype=np.int64), 0, self.n_nodes
+        r = self.comm.rank
+        n0, n1 = int(self.node_ranges[r]), int(self.node_ranges[r + 1])
+        below, above = nodes < n0, nodes >= n1
+        g_lo, g_hi = np.unique(nodes[below]), np.unique(nodes[above])
+        lo, hi = len(g_lo), len(g_lo) + n1 - n0
+        local = nodes - (n0 - lo)
+        local[below] = np.searchsorted(g_lo, nodes[below])
+        local[above] = hi + np.searchsorted(g_hi, nodes[above])
+        colmap = np.concatenate([g_lo, np.arange(n0, n1, dtype=np.int64), g_hi])
+        return local, colmap, lo, hi
 
     def owned(self, u_full: np.ndarray) -> np.ndarray:
         """This rank's rows of a full vector (n_dofs, ...) -> (n_owned, ...)."""
@@ -211,11 +245,9 @@ class Space:
 
     def to_serial(self, u_full: np.ndarray) -> np.ndarray:
         """A full vector in the serial (one-rank) numbering of the same space."""
-        if self.serial_nodes is None:
+        if self._renumber is None:
             return u_full
-        out = np.empty_like(u_full).reshape(self.n_nodes, -1)
-        out[self.serial_nodes] = u_full.reshape(self.n_nodes, -1)
-        return out.reshape(u_full.shape)
+        return u_full.reshape(self.n_nodes, -1)[self._renumber].reshape(u_full.shape)
 
     # -- sizes and numbering --------------------------------------------------------
     @property
@@ -240,7 +272,9 @@ class Space:
         X = np.empty((self.n_nodes, self.mesh.dim))
         phig = self.geometry.tabulate(self.element.nodes)  # (nb, ng)
         xc = np.einsum("bg,egd->ebd", phig, self.mesh.points[self.mesh.cells])
-        X[self.cell_nodes.ravel()] = xc.reshape(-1, self.mesh.dim)
+        X[self._serial_cell_nodes.ravel()] = xc.reshape(-1, self.mesh.dim)
+        if self._renumber is not None:
+            X[self._renumber] = X.copy()
         return X
 
     # -- quadrature --------------------------------------------------------------------
@@ -267,45 +301,60 @@ class Space:
     # -- sparsity --------------------------------------------------------------------------
     @cached_property
     def _assembly_dofs(self) -> np.ndarray:
-        d = self.cell_dofs
-        return d if self.local_cells is None else np.ascontiguousarray(d[self.local_cells])
+        """(n_assembly_cells, nb * ncomp) int64 global dofs of the cells this rank assembles."""
+        nodes = self._assembly_nodes
+        if self.ncomp == 1:
+            return nodes
+        c = np.arange(self.ncomp, dtype=np.int64)
+        return (nodes[:, :, None] * self.ncomp + c).reshape(len(nodes), -1)
 
     @cached_property
     def pattern(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(indptr, indices, dmap): the CSR pattern of every matrix on this space, built once:
-        this rank's rows (all rows serially) with global column indices. dmap (n_assembly_cells,
-        nbd*nbd) holds the CSR position of each element-matrix entry, -1 for rows of other ranks."""
-        dofs, n = self._assembly_dofs, self.n_dofs
-        nthreads = numba.get_num_threads()
-        ptr, inc = _kernels._incidence(dofs, n)
-        length = _kernels.csr_count(dofs, n, ptr, inc, nthreads)
-        nnz = int(length.sum())
-        # int32 indices halve the memory traffic of every matvec and re-assembly
-        itype = np.int32 if nnz < 2**31 - 1 else np.int64
-        indptr = np.zeros(n + 1, dtype=itype)
-        np.cumsum(length, out=indptr[1:])
-        indices = np.empty(nnz, dtype=itype)
-        dmap = np.empty((dofs.shape[0], dofs.shape[1] ** 2), dtype=itype)
-        _kernels.csr_fill(dofs, n, ptr, inc, indptr, indices, dmap, nthreads)
-        if self.local_cells is None:
-            return indptr, indices, dmap
-        a, b = self.owned_range
-        lo, hi = int(indptr[a]), int(indptr[b])
-        dmap = np.where((dmap >= lo) & (dmap < hi), dmap - lo, -1).astype(itype)
-        return (indptr[a:b + 1] - lo).astype(itype), indices[lo:hi].copy(), dmap
+        this rank's rows (all rows serially) with global column indices, sorted. dmap
+        (n_assembly_cells, nbd*nbd) holds the CSR position of each element-matrix entry, -1 for
+        rows of other ranks. Built at node level on this rank's cells only: each node-node
+        coupling is a full ncomp x ncomp block (see `block_pattern`)."""
+        nodes, colmap, lo, hi = self._local_nodes
+        return _dofmap_kernels.owned_pattern(nodes, len(colmap), lo, hi, colmap, self.ncomp,
+                                             numba.get_num_threads())
+
+    @cached_property
+    def block_pattern(self) -> tuple[np.ndarray, np.ndarray]:
+        """(indptr, indices) of the node-level (block) CSR of `pattern`, global node columns: the
+        block structure PETSc's BAIJ matrices take (block size ncomp, values as `pattern` stores them)."""
+        indptr, indices, _ = self.pattern
+        nc = self.ncomp
+        bptr = (indptr[::nc] // (nc * nc)).astype(indptr.dtype)
+        if nc == 1:
+            return bptr, indices
+        # block j of node row i starts at nc * j + (nc*nc - nc) * bptr[i] in the dof-level CSR
+        lengths = np.diff(bptr)
+        first = nc * np.arange(int(bptr[-1]), dtype=np.int64) + (nc * nc - nc) * np.repeat(
+            bptr[:-1].astype(np.int64), lengths)
+        return bptr, (indices[first] // nc).astype(indices.dtype)
 
     @cached_property
     def block_colors(self) -> tuple[np.ndarray, np.ndarray]:
         """(block_order, color_ptr): cell blocks grouped in colours that share no dof, so that
-        threads scatter into the CSR data without races."""
-        return _kernels.block_coloring(self._assembly_dofs, self.n_dofs, _kernels._BLOCK)
+        threads scatter into the CSR data without races (cells sharing a dof share its node)."""
+        nodes, colmap, _, _ = self._local_nodes
+        return _kernels.block_coloring(nodes, len(colmap), _kernels._BLOCK)
+
+    @cached_property
+    def chunk_colors(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """(chunk_order, color_ptr, size): as block_colors with chunks of `size` consecutive cells,
+        as long as the numbering allows (`_kernels.chunk_coloring`)."""
+        nodes, colmap, _, _ = self._local_nodes
+        return _kernels.chunk_coloring(nodes, len(colmap), numba.get_num_threads())
 
     # -- boundaries ---------------------------------------------------------------------------
     def facet_nodes(self, facets: np.ndarray) -> np.ndarray:
         """(m, nb_facet) scalar nodes of facets given as (cell, local facet) rows, in the
         facet element's node order."""
         fd = self.element.facet_dofs
-        return self.cell_nodes[facets[:, 0][:, None], fd[facets[:, 1]]]
+        nodes = self._serial_cell_nodes[facets[:, 0][:, None], fd[facets[:, 1]]]
+        return nodes if self._renumber is None else self._renumber[nodes]
 
     def boundary_nodes(self, tag: str) -> np.ndarray:
         """Sorted scalar nodes on boundary tag `tag` (vertices and P2/Q2 edge/face nodes)."""

@@ -1,0 +1,179 @@
+"""Numba kernels of the distributed dof map: node ownership, numbering, owned-row sparsity.
+
+Pure functions on arrays. The Space (solvers/fem/space.py) calls them; each is tested against a
+numpy reference in tests/solvers/test_dofmap_kernels.py.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True)
+def node_owner(cell_nodes, part, n_nodes, nparts):
+    """Owner (n_nodes,) int32 of each node: the lowest part among the cells around it
+    (nparts for a node in no cell). One pass over the cells."""
+    owner = np.full(n_nodes, nparts, dtype=np.int32)
+    ne, nb = cell_nodes.shape
+    for e in range(ne):
+        p = part[e]
+        for i in range(nb):
+            n = cell_nodes[e, i]
+            if p < owner[n]:
+                owner[n] = p
+    return owner
+
+
+@njit(cache=True)
+def owner_numbering(owner, nparts):
+    """Renumbering new (n,) int64 that makes each part's nodes a contiguous range, in part order,
+    keeping the old order within a part; and ranges (nparts+1,) int64 of those ranges."""
+    n = owner.shape[0]
+    ranges = np.zeros(nparts + 1, dtype=np.int64)
+    for i in range(n):
+        ranges[owner[i] + 1] += 1
+    for p in range(nparts):
+        ranges[p + 1] += ranges[p]
+    fill = ranges[:nparts].copy()
+    new = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        new[i] = fill[owner[i]]
+        fill[owner[i]] += 1
+    return new, ranges
+
+
+@njit(cache=True)
+def cells_touching(cell_nodes, owner, p):
+    """Sorted cells (m,) int64 with at least one node owned by part p."""
+    ne, nb = cell_nodes.shape
+    keep = np.zeros(ne, dtype=np.bool_)
+    m = 0
+    for e in range(ne):
+        for i in range(nb):
+            if owner[cell_nodes[e, i]] == p:
+                keep[e] = True
+                m += 1
+                break
+    out = np.empty(m, dtype=np.int64)
+    k = 0
+    for e in range(ne):
+        if keep[e]:
+            out[k] = e
+            k += 1
+    return out
+
+
+@njit(cache=True)
+def _row_incidence(nodes, lo, hi):
+    """(cell, local node) incidence of rows lo..hi-1 as CSR: ptr (hi-lo+1,), inc = e*nb + i."""
+    ne, nb = nodes.shape
+    nr = hi - lo
+    ptr = np.zeros(nr + 1, dtype=np.int64)
+    for e in range(ne):
+        for i in range(nb):
+            r = nodes[e, i]
+            if lo <= r < hi:
+                ptr[r - lo + 1] += 1
+    for r in range(nr):
+        ptr[r + 1] += ptr[r]
+    inc = np.empty(ptr[nr], dtype=np.int64)
+    fill = ptr[:nr].copy()
+    for e in range(ne):
+        for i in range(nb):
+            r = nodes[e, i]
+            if lo <= r < hi:
+                inc[fill[r - lo]] = e * nb + i
+                fill[r - lo] += 1
+    return ptr, inc
+
+
+@njit(cache=True, parallel=True)
+def _row_lengths(nodes, n_local, lo, hi, ptr, inc, nthreads):
+    nb = nodes.shape[1]
+    nr = hi - lo
+    length = np.zeros(nr, dtype=np.int64)
+    chunk = (nr + nthreads - 1) // nthreads
+    for t in prange(nthreads):
+        marker = np.full(n_local, -1, dtype=np.int64)
+        for r in range(t * chunk, min(nr, (t + 1) * chunk)):
+            m = 0
+            for p in range(ptr[r], ptr[r + 1]):
+                e = inc[p] // nb
+                for j in range(nb):
+                    c = nodes[e, j]
+                    if marker[c] != r:
+                        marker[c] = r
+                        m += 1
+            length[r] = m
+    return length
+
+
+@njit(cache=True, parallel=True)
+def _fill(nodes, n_local, lo, hi, ptr, inc, nptr, maxlen, colmap, nc, indices, dmap, nthreads):
+    nb = nodes.shape[1]
+    nbd = nb * nc
+    nr = hi - lo
+    chunk = (nr + nthreads - 1) // nthreads
+    for t in prange(nthreads):
+        marker = np.full(n_local, -1, dtype=np.int64)
+        where = np.zeros(n_local, dtype=np.int64)
+        cols = np.empty(maxlen, dtype=np.int64)
+        for r in range(t * chunk, min(nr, (t + 1) * chunk)):
+            m = 0
+            for p in range(ptr[r], ptr[r + 1]):
+                e = inc[p] // nb
+                for j in range(nb):
+                    c = nodes[e, j]
+                    if marker[c] != r:
+                        marker[c] = r
+                        cols[m] = c
+                        m += 1
+            for a in range(1, m):  # rows are short: insertion sort
+                v = cols[a]
+                b = a - 1
+                while b >= 0 and cols[b] > v:
+                    cols[b + 1] = cols[b]
+                    b -= 1
+                cols[b + 1] = v
+            base = nc * nc * nptr[r]
+            for k in range(m):
+                where[cols[k]] = k
+                g = colmap[cols[k]] * nc
+                for c in range(nc):
+                    for d in range(nc):
+                        indices[base + c * nc * m + k * nc + d] = g + d
+            for p in range(ptr[r], ptr[r + 1]):
+                e = inc[p] // nb
+                i = inc[p] - e * nb
+                for j in range(nb):
+                    k = where[nodes[e, j]]
+                    for c in range(nc):
+                        row = (i * nc + c) * nbd + j * nc
+                        for d in range(nc):
+                            dmap[e, row + d] = base + c * nc * m + k * nc + d
+
+
+def owned_pattern(nodes, n_local, lo, hi, colmap, nc, nthreads):
+    """Sparsity of the rows of local nodes lo..hi-1 (all components) of the matrices assembled
+    over cells with local nodes `nodes` (ne, nb) in 0..n_local-1.
+
+    colmap (n_local,) int64: global node of each local node, increasing (so that local order is
+    global order). nc: components per node; dof of (node, c) is node * nc + c, so every
+    node-node coupling is a full nc x nc block stored row by row. Returns indptr ((hi-lo)*nc+1,),
+    indices (global dofs, sorted per row) and dmap (ne, (nb*nc)**2), the position in indices of
+    each element-matrix entry (row-major), -1 for rows outside lo..hi-1; int32 (int64 beyond
+    2**31 entries: int32 halves the memory traffic of every matvec and re-assembly).
+    """
+    ptr, inc = _row_incidence(nodes, lo, hi)
+    length = _row_lengths(nodes, n_local, lo, hi, ptr, inc, nthreads)
+    nptr = np.zeros(len(length) + 1, dtype=np.int64)
+    np.cumsum(length, out=nptr[1:])
+    # dof row r*nc + c starts after the nc*nc blocks of earlier node rows and c rows of this one
+    itype = np.int32 if nc * nc * nptr[-1] < 2**31 - 1 else np.int64
+    starts = nc * nc * nptr[:-1, None] + np.arange(nc) * (nc * length[:, None])
+    indptr = np.empty(len(length) * nc + 1, dtype=itype)
+    indptr[:-1] = starts.ravel()
+    indptr[-1] = nc * nc * nptr[-1]
+    indices = np.empty(int(indptr[-1]), dtype=itype)
+    dmap = np.full((nodes.shape[0], (nodes.shape[1] * nc) ** 2), -1, dtype=itype)
+    _fill(nodes, n_local, lo, hi, ptr, inc, nptr, int(length.max(initial=0)), colmap, nc, indices, dmap, nthreads)
+    return indptr, indices, dmap

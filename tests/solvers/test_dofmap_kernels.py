@@ -1,0 +1,81 @@
+"""Distributed dof-map kernels against numpy references (ownership, numbering, owned-row sparsity)."""
+
+import numpy as np
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from solvers.fem import Space
+from solvers.fem import _dofmap_kernels as D
+from solvers.mesh import box, rectangle
+from solvers.mesh.partition import partition_cells
+
+
+def _reference_pattern(dofs, n):
+    nb = dofs.shape[1]
+    rows = np.repeat(dofs, nb, axis=1).ravel()
+    cols = np.tile(dofs, (1, nb)).ravel()
+    A = sp.coo_matrix((np.ones(rows.size), (rows, cols)), shape=(n, n)).tocsr()
+    A.sum_duplicates()
+    A.sort_indices()
+    return A
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 8), st.integers(1, 8), st.integers(1, 5), st.integers(0, 10**6))
+def test_owners_numbering_and_touching_cells_match_numpy(nx, ny, nparts, seed):
+    mesh = rectangle(nx, ny)
+    nparts = min(nparts, mesh.n_cells)
+    part = np.random.default_rng(seed).integers(0, nparts, mesh.n_cells).astype(np.int32)
+    owner = D.node_owner(mesh.cells, part, mesh.n_points, nparts)
+    ref = np.full(mesh.n_points, nparts, dtype=np.int32)
+    np.minimum.at(ref, mesh.cells.ravel(), np.repeat(part, mesh.cells.shape[1]))
+    np.testing.assert_array_equal(owner, ref)
+    new, ranges = D.owner_numbering(owner, nparts)
+    order = np.lexsort((np.arange(mesh.n_points), owner))  # by owner, then old number
+    np.testing.assert_array_equal(new[order], np.arange(mesh.n_points))
+    np.testing.assert_array_equal(ranges, np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=nparts))]))
+    for p in range(nparts):
+        np.testing.assert_array_equal(D.cells_touching(mesh.cells, owner, p),
+                                      np.flatnonzero((owner[mesh.cells] == p).any(axis=1)))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 6), st.integers(1, 3), st.integers(0, 10**6))
+def test_owned_rows_pattern_and_scatter_map_match_a_coo_reference(nx, ny, nc, seed):
+    """Rows lo..hi of the pattern, in a compact local numbering mapped back by colmap."""
+    rng = np.random.default_rng(seed)
+    mesh = rectangle(nx, ny)
+    n = mesh.n_points
+    colmap = np.sort(rng.choice(3 * n, n, replace=False))  # increasing global ids of local nodes
+    lo, hi = np.sort(rng.integers(0, n + 1, 2))
+    indptr, indices, dmap = D.owned_pattern(mesh.cells, n, lo, hi, colmap, nc, 1)
+    gdofs = (colmap[mesh.cells][:, :, None] * nc + np.arange(nc)).reshape(mesh.n_cells, -1)
+    R = _reference_pattern(gdofs, 3 * n * nc)
+    rows = colmap[lo:hi, None] * nc + np.arange(nc)
+    Rs = R[rows.ravel()]
+    np.testing.assert_array_equal(indptr, Rs.indptr)
+    np.testing.assert_array_equal(indices, Rs.indices)
+    nbd = gdofs.shape[1]
+    erow = np.repeat(gdofs, nbd, axis=1)
+    ecol = np.tile(gdofs, (1, nbd))
+    owned = (erow >= colmap[lo] * nc) & (erow < colmap[hi - 1] * nc + nc) if hi > lo else np.zeros_like(erow, bool)
+    assert ((dmap >= 0) == owned).all()
+    row_of_slot = rows.ravel()[np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))]
+    assert (indices[dmap[owned]] == ecol[owned]).all()
+    assert (row_of_slot[dmap[owned]] == erow[owned]).all()
+
+
+def test_block_pattern_is_the_node_level_pattern_of_a_vector_space():
+    V = Space(box(3, 2, 2), 1, (3,))
+    indptr, indices, _ = V.pattern
+    bptr, bind = V.block_pattern
+    B = sp.csr_matrix((np.ones(len(indices)), indices, indptr), shape=(V.n_dofs, V.n_dofs)).tobsr((3, 3))
+    np.testing.assert_array_equal(bptr, B.indptr)
+    np.testing.assert_array_equal(bind, B.indices)
+    assert B.nnz == 9 * len(bind)  # every node-node coupling is a full 3 x 3 block
+
+
+def test_partition_is_computed_once_per_mesh_and_part_count():
+    mesh = box(4, 4, 4)
+    assert partition_cells(mesh, 3) is partition_cells(mesh, 3)
