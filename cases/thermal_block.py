@@ -4,7 +4,9 @@ The unit square is split into B1 x B2 blocks of conductivity mu_i in [0.1, 1]; u
 source, zero temperature on the boundary. After the FOM solve for one conductivity vector,
 the offline stage runs a weak greedy on the error bound (rom.rb.greedy), saves the reduced
 model (HDF5, no FOM-sized online data), and the online stage evaluates it on random test
-parameters: true error (FOM solves), bound, effectivity and speed-up. Run
+parameters: true error (FOM solves), bound, effectivity and speed-up. `--surrogate gp`
+adds a non-intrusive POD+GP fitted on FOM snapshots at the training parameters and
+tabulates both surrogates' errors against the FOM on the same test parameters. Run
 `python cases/thermal_block.py --help`; `--quick` runs it in seconds.
 """
 
@@ -50,6 +52,10 @@ def parse(argv=None):
     p.add_argument("--pod-tol", type=float, default=1e-6, help="POD relative energy tolerance (default 1e-6)")
     p.add_argument("--estimator", default="orthonormalized", choices=("gram", "orthonormalized", "eim"),
                    help="residual dual-norm formula (docs/methods/rb.md)")
+    p.add_argument("--surrogate", default="rb", choices=("rb", "gp"),
+                   help="gp: also fit a non-intrusive POD+GP (rom.gp.PodGP) on FOM snapshots at the training "
+                        "parameters and compare its errors with the RB's on the same test parameters")
+    p.add_argument("--gp-modes", type=int, default=20, help="POD modes of the GP surrogate (default 20)")
     own, _ = split_petsc_args(sys.argv[1:] if argv is None else argv)  # PETSc options go to PETSc
     args = p.parse_args(own)
     if args.quick:
@@ -172,11 +178,13 @@ def reduced_basis(problem: ThermalBlock, args) -> tuple[list, list]:
     online = (time.perf_counter() - t) / len(test)
     est = model.estimate(test)
     u = model.solve(test)
-    err, eff_e, eff_o, fom_t = [], [], [], []
+    err, eff_e, eff_o, fom_t, fom, rb = [], [], [], [], [], []
     for i, mu in enumerate(test):
         t = time.perf_counter()
         uh = problem.solve(mu)
         fom_t.append(time.perf_counter() - t)
+        fom.append(uh)
+        rb.append(model.reconstruct(u[i]))
         e = uh - model.reconstruct(u[i])
         en = np.sqrt(e @ (problem.matrix(mu) @ e))
         err.append(np.sqrt(e @ (X @ e)) / np.sqrt(uh @ (X @ uh)))
@@ -201,7 +209,49 @@ def reduced_basis(problem: ThermalBlock, args) -> tuple[list, list]:
              {"name": "output_effectivity_ge_1", "value": float(eff_o.min()), "target": 1.0, "op": ">=",
               "met": bool(eff_o.min() >= 1.0)},
              {"name": "speedup", "value": speedup, "target": 100.0, "op": ">=", "met": bool(speedup >= 100.0)}]
+    if args.surrogate == "gp":
+        return [row] + pod_gp(problem, train, test, np.array(fom).T, np.array(rb).T, model, offline, online,
+                              args), goals
     return [row], goals
+
+
+def pod_gp(problem: ThermalBlock, train, test, fom, rb, model, rb_offline, rb_online, args) -> list:
+    """Non-intrusive alternative: FOM snapshots at the training parameters, POD in the energy
+    product and one GP from log(mu) to the POD coefficients (rom.gp.PodGP); relative energy
+    and L2 errors of the RB and the GP against the FOM (fom, rb: (n_dofs, n_test)). Online
+    seconds per parameter: RB solve + error bound, GP mean prediction."""
+    from rom.gp import PodGP
+    from solvers.fem import mass
+
+    t0 = time.perf_counter()
+    S = np.column_stack([problem.solve(mu) for mu in train])
+    t1 = time.perf_counter()
+    gp = PodGP(n_modes=min(args.gp_modes, len(train)), inner=problem.inner_product).fit(np.log(train), S)
+    t2 = time.perf_counter()
+    gp.predict(np.log(test))
+    online = (time.perf_counter() - t2) / len(test)
+    pred = gp.predict(np.log(test))
+    X, M = problem.inner_product, mass(problem.space)
+
+    def rel(U, A):
+        E = fom - U
+        return np.sqrt(np.sum(E * (A @ E), 0) / np.sum(fom * (A @ fom), 0))
+
+    rows = [{"case": "surrogate", "system": "rb", "N": model.size, "offline_seconds": rb_offline,
+             "online_seconds": rb_online, "energy_errors": rel(rb, X), "l2_errors": rel(rb, M)},
+            {"case": "surrogate", "system": "pod_gp", "N": gp.modes_.shape[1], "offline_seconds": t2 - t0,
+             "snapshot_seconds": t1 - t0, "online_seconds": online, "energy_errors": rel(pred, X),
+             "l2_errors": rel(pred, M)}]
+    log.info("relative errors vs FOM, %d test parameters   energy max / mean      L2 max / mean    "
+             "offline     online", len(test))
+    names = (f"RB, greedy, N={model.size}", f"POD-GP, {len(train)} snapshots, N={rows[1]['N']}")
+    for r, name in zip(rows, names):
+        e, l2 = r.pop("energy_errors"), r.pop("l2_errors")
+        r.update(max_energy_error=float(e.max()), mean_energy_error=float(e.mean()), max_l2_error=float(l2.max()),
+                 mean_l2_error=float(l2.mean()))
+        log.info("%-44s %9.2e / %.2e   %9.2e / %.2e  %6.2f s  %7.1f us", name, e.max(), e.mean(), l2.max(),
+                 l2.mean(), r["offline_seconds"], r["online_seconds"] * 1e6)
+    return rows
 
 
 def _plot(mesh, u, mu, blocks, path):
