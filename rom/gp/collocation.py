@@ -19,8 +19,14 @@ log-scales and frequencies: by variable projection, it minimizes
 L(U*(theta), theta) with L-BFGS-B, where U*(theta) is the inner solve and the
 gradient is the partial derivative at U* (envelope theorem), assembled from
 n_d x n_d matrices contracted with dk_d/dtheta and dk_d''/dtheta. tau and v stay
-fixed (they are inputs, see docs/methods/gp.md). The inner solve forms the
-N x N Gauss-Newton matrix densely, so N up to a few thousand points.
+fixed (they are inputs, see docs/methods/gp.md). Training keeps every component
+inside what the grid resolves (`_resolved_bounds`: mu below Nyquist, spectral
+width between 1/L and Nyquist) and can restart from several widths (`rho_starts`).
+
+The inner solve is Kronecker-structured in 2D and more (`inner="auto"`): per-axis
+eigendecompositions, mode products and preconditioned CG (`_inner_kron`), memory
+O(sum n_d^2 + N), no N x N matrix. In 1D (N = n_1) it is dense (`inner="dense"`),
+which is the per-axis matrix anyway.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from scipy.optimize import minimize
 from rom.errors import ParameterError, RomError, ShapeError
 from rom.gp._linalg import cholesky_jitter
 from rom.gp._validate import check_fitted, check_X
-from rom.gp.kernels import _Mixture
+from rom.gp.kernels import SpectralMixture, _Mixture
 from rom.gp.kronecker import kron_mv, mode_product, rows_contract
 
 EQUATIONS = ("poisson", "allen-cahn")
@@ -46,6 +52,54 @@ def boundary_mask(shape) -> np.ndarray:
         idx[d] = [0, shape[d] - 1]
         m[tuple(idx)] = True
     return m
+
+
+def _resolved_bounds(kernel: _Mixture, x: np.ndarray):
+    """Range of rho and largest mu that the grid x resolves: (rho_min, rho_max, Nyquist frequency).
+
+    Training must not leave them. A component whose spectrum lies beyond the grid's Nyquist
+    frequency 1/(2h) (mu above it, or an envelope narrower than h: spectral width beyond it)
+    is invisible in K at the nodes but not in K'' (k'' scales with mu^2 and rho^2): then
+    A = K'' K^-1 has a huge gain (1e15 measured) and a U of size 1e-7 "solves" the equation,
+    a degenerate optimum of the loss far below the true one. At the other end, an envelope
+    longer than the domain L (spectral width below the resolution 1/L) makes the component a
+    pure sinusoid: the loss in mu becomes a spike of width ~rho that L-BFGS-B cannot follow
+    (it stopped next to the true frequency, with the weight on a wrong one)."""
+    h = float(np.max(np.diff(x)))
+    span = float(x[-1] - x[0])
+    nyq = 0.5 / h
+    w = np.pi / h                       # Nyquist angular frequency
+    if isinstance(kernel, SpectralMixture):
+        rmin, rmax = 1.0 / span**2, 0.5 * w * w   # exp(-rho d^2): length 1/sqrt(rho), spectral std sqrt(2 rho)
+    else:
+        rmin, rmax = 1.0 / span, w / np.sqrt(5.0)  # Matern-5/2 envelope: length 1/rho, spectral scale sqrt5 rho
+    return rmin, rmax, nyq
+
+
+def _pcg(H, b, Minv, tol, maxiter):
+    """Solve H x = b (H symmetric positive definite, given as a function on arrays of b's shape)
+    by conjugate gradients with the preconditioner Minv (a function); stops at ||r|| <= tol ||b||.
+    Returns (x, iterations)."""
+    x = np.zeros_like(b)
+    r = b.copy()
+    nb = np.linalg.norm(b)
+    if nb == 0.0:
+        return x, 0
+    zr = Minv(r)
+    p = zr.copy()
+    rz = np.sum(r * zr)
+    for it in range(1, maxiter + 1):
+        Hp = H(p)
+        alpha = rz / np.sum(p * Hp)
+        x += alpha * p
+        r -= alpha * Hp
+        if np.linalg.norm(r) <= tol * nb:
+            return x, it
+        zr = Minv(r)
+        rz_new = np.sum(r * zr)
+        p = zr + (rz_new / rz) * p
+        rz = rz_new
+    return x, maxiter
 
 
 class _Axis:
@@ -69,10 +123,31 @@ class _Axis:
         self.K = k[self.inv] + self.jitter * self.kernel.weights.sum() * np.eye(n)
         self.K2 = k2[self.inv]
         self.L, _ = cholesky_jitter(self.K, "the collocation kernel matrix of one axis")
-        self.Kinv = sla.cho_solve((self.L, True), np.eye(n))
-        self.LinvT = sla.solve_triangular(self.L, np.eye(n), lower=True).T
+        Linv, info = sla.lapack.dtrtri(self.L, lower=1)
+        if info != 0:
+            raise RomError("the collocation kernel matrix of one axis has a singular Cholesky factor")
+        self.LinvT = np.tril(Linv).T
+        Ki, info = sla.lapack.dpotri(self.L, lower=1)
+        if info != 0:
+            raise RomError("the collocation kernel matrix of one axis has a singular Cholesky factor")
+        self.Kinv = np.tril(Ki) + np.tril(Ki, -1).T
         self.A = self.K2 @ self.Kinv
         self.logdet = 2.0 * np.log(np.diag(self.L)).sum()
+        self._eig = None
+
+    def eig(self):
+        """K_d = V diag(lam) V^T, the whitening factor R = V lam^1/2 (R R^T = K_d), R^-1 and
+        S = R^-1 K_d'' R^-T (symmetric: A_d R = R S). Computed once per kernel update."""
+        if self._eig is None:
+            lam, V = np.linalg.eigh(0.5 * (self.K + self.K.T))
+            lam = np.maximum(lam, lam[-1] * 1e-15)
+            sq = np.sqrt(lam)
+            R = V * sq
+            Rinv = (V / sq).T
+            S = Rinv @ self.K2 @ Rinv.T
+            E, W = np.linalg.eigh(0.5 * (S + S.T))
+            self._eig = (lam, R, Rinv, E, W)
+        return self._eig
 
     def contract(self, M, M2):
         """sum_ij M_ij dK_ij/dtheta + M2_ij dK''_ij/dtheta, (3Q,)."""
@@ -97,9 +172,14 @@ class GPHMSolver:
     """
 
     def __init__(self, kernels, equation: str = "poisson", boundary_weight: float = 200.0, tau: float = 1.0,
-                 v: float = 1e4, jitter: float = 1e-6, newton_tol: float = 1e-8, max_newton: int = 50):
+                 v: float = 1e4, jitter: float = 1e-6, newton_tol: float = 1e-8, max_newton: int = 50,
+                 inner: str = "auto", cg_tol: float = 1e-12, cg_maxiter: int = 20000):
         if equation not in EQUATIONS:
             raise ParameterError(f"equation={equation!r}; use one of {EQUATIONS}")
+        if inner not in ("auto", "dense", "kron"):
+            raise ParameterError(f"inner={inner!r}; use 'auto' (dense in 1D, Kronecker otherwise), "
+                                 f"'dense' or 'kron'")
+        self.inner, self.cg_tol, self.cg_maxiter = inner, float(cg_tol), int(cg_maxiter)
         for name, val in (("boundary_weight", boundary_weight), ("tau", tau), ("v", v), ("jitter", jitter)):
             if not np.isfinite(val) or val <= 0:
                 raise ParameterError(f"{name}={val!r}: must be finite and > 0")
@@ -158,6 +238,111 @@ class GPHMSolver:
 
     def _inner(self, ax, F, G, U0):
         """argmin_U L(U, theta) at fixed kernels: one Newton step (Poisson) or Gauss-Newton."""
+        kron = self.inner == "kron" or (self.inner == "auto" and len(ax) > 1)
+        return self._inner_kron(ax, F, G, U0) if kron else self._inner_dense(ax, F, G, U0)
+
+    def _inner_kron(self, ax, F, G, U0):
+        """The same minimization with Kronecker algebra only: per-axis n_d x n_d matrices and mode
+        products, never an N x N matrix. Whitened coordinates U = R z, R = kron_d R_d with
+        R_d = V_d lam_d^1/2 (K_d = V_d diag(lam_d) V_d^T), where the prior is 1/2 ||z||^2 and
+
+            (A R) z = R (S_1 (+) ... (+) S_D) z,   S_d = R_d^-1 K_d'' R_d^-T  (Kronecker sum),
+
+        so the Gauss-Newton matrix is H = I + v S(+) Lam S(+) + lambda_b R^T B R (Lam = kron lam_d,
+        B the boundary mask). Each Newton step solves H s = grad by preconditioned conjugate
+        gradients with matvecs in O(N sum_d n_d). The preconditioner inverts the part without the
+        boundary, H_0 = I + v S(+) Lam S(+) = S(+) (S(+)^-2 + v Lam) S(+), replacing the middle
+        factor by its diagonal: S(+)^-1 = W E(+)^-1 W^T with S_d = W_d diag(E_d) W_d^T, and
+        diag(S(+)^-2) = kron_d (W_d o W_d) applied to E(+)^-2. On a 20 x 20 grid with three
+        components this leaves condition 1.01 for the middle factor, and the boundary term (rank
+        of the boundary) only adds a few large eigenvalues.
+        """
+        shape = F.shape
+        D = len(shape)
+        mask = boundary_mask(shape).astype(float)
+        lb = self.boundary_weight * self.tau
+        ac = self.equation == "allen-cahn"
+        eig = [a.eig() for a in ax]
+        Rs = [e[1] for e in eig]
+        RTs = [e[1].T for e in eig]
+        Ws = [e[4] for e in eig]
+        WTs = [e[4].T for e in eig]
+        As = [a.A for a in ax]
+        ATs = [a.A.T for a in ax]
+
+        def bshape(vec, d):
+            sh = [1] * D
+            sh[d] = vec.size
+            return vec.reshape(sh)
+
+        Lam = np.ones(shape)
+        Ep0 = np.zeros(shape)
+        for d, e in enumerate(eig):
+            Lam = Lam * bshape(e[0], d)
+            Ep0 = Ep0 + bshape(e[3], d)
+        WW = [W * W for W in Ws]
+
+        def preconditioner(cbar):
+            # Allen-Cahn: J = A + diag(c) ~ R (S(+) + cbar I) R^-1, still a Kronecker sum
+            Ep = Ep0 + cbar
+            # keep E(+) away from 0 (constant modes: mu = 0, rho -> 0; or cbar cancelling S(+))
+            floor = 1e-12 * np.abs(Ep).max()
+            Ep = np.where(np.abs(Ep) < floor, np.where(Ep < 0, -floor, floor), Ep)
+            Epinv = 1.0 / Ep
+            Ginv = 1.0 / (kron_mv(WW, Epinv**2) + self.v * Lam)
+
+            def Sinv(y):
+                return kron_mv(Ws, Epinv * kron_mv(WTs, y))
+
+            return lambda y: Sinv(Ginv * Sinv(y))
+
+        precond = preconditioner(0.0)
+        def Aop(U):
+            return sum(mode_product(U, A, d) for d, A in enumerate(As))
+
+        def ATop(Y):
+            return sum(mode_product(Y, A, d) for d, A in enumerate(ATs))
+
+        def obj(z):
+            u = kron_mv(Rs, z)
+            r = Aop(u) - F + ((u**3 - u) if ac else 0.0)
+            rb = mask * (u - G)
+            return 0.5 * np.sum(z * z) + 0.5 * lb * np.sum(rb * rb) + 0.5 * self.v * np.sum(r * r), r, rb, u
+
+        z = kron_mv([e[2] for e in eig], U0)
+        val, r, rb, u = obj(z)
+        self.cg_iterations_ = []
+        for it in range(self.max_newton):
+            c = (3 * u**2 - 1) if ac else None
+            if ac:
+                precond = preconditioner(float(np.mean(c)))
+
+            def J(w):
+                Uw = kron_mv(Rs, w)
+                return Aop(Uw) + (c * Uw if ac else 0.0)
+
+            def JT(y):
+                return kron_mv(RTs, ATop(y) + (c * y if ac else 0.0))
+
+            def H(w):
+                return w + lb * kron_mv(RTs, mask * kron_mv(Rs, w)) + self.v * JT(J(w))
+
+            grad = z + lb * kron_mv(RTs, rb) + self.v * JT(r)
+            step, nit = _pcg(H, grad, precond, self.cg_tol, self.cg_maxiter)
+            self.cg_iterations_.append(nit)
+            t = 1.0
+            while True:
+                new = obj(z - t * step)
+                if new[0] <= val or t < 1e-8:
+                    break
+                t *= 0.5
+            z = z - t * step
+            val, r, rb, u = new
+            if not ac or np.linalg.norm(t * step) <= self.newton_tol * max(1.0, np.linalg.norm(z)):
+                break
+        return u, val
+
+    def _inner_dense(self, ax, F, G, U0):
         shape = F.shape
         bm = boundary_mask(shape).ravel()
         lb = self.boundary_weight * self.tau
@@ -176,7 +361,8 @@ class GPHMSolver:
         val, r, rb, u = obj(z)
         for it in range(self.max_newton):
             J = AL + (3 * u**2 - 1)[:, None] * Lf if ac else AL
-            H = lb * (Lb.T @ Lb) + self.v * (J.T @ J)
+            H = lb * (Lb.T @ Lb) + self.v * sla.blas.dsyrk(1.0, J, trans=1, lower=0)
+            H = np.triu(H) + np.triu(H, 1).T
             H[np.diag_indices_from(H)] += 1.0
             grad = z + lb * (Lb.T @ rb) + self.v * (J.T @ r)
             C, _ = cholesky_jitter(0.5 * (H + H.T), "the Gauss-Newton matrix of the collocation problem")
@@ -209,10 +395,11 @@ class GPHMSolver:
             Ud = np.moveaxis(mode_product(U, a.Kinv, d), d, 0).reshape(n, -1)
             ad = np.moveaxis(alpha, d, 0).reshape(n, -1)
             Rd = np.moveaxis(R, d, 0).reshape(n, -1)
-            U0 = np.moveaxis(U, d, 0).reshape(n, -1)
-            Gd = self.v * Rd @ U0.T              # d(v/2 ||R||^2)/dA_d
-            M = 0.5 * (N / n) * a.Kinv - 0.5 * Ud @ ad.T - a.A.T @ Gd @ a.Kinv
-            M2 = Gd @ a.Kinv
+            # d(v/2 ||R||^2)/dA_d = v Rd U0^T, and (v Rd U0^T) K^-1 = v Rd Ud^T: rank N/n products
+            # instead of n x n x n ones
+            vR = self.v * Rd
+            M = 0.5 * (N / n) * a.Kinv - 0.5 * Ud @ ad.T - (a.A.T @ vR) @ Ud.T
+            M2 = vR @ Ud.T
             out.append(a.contract(M, M2))
         return out
 
@@ -226,27 +413,47 @@ class GPHMSolver:
         self._store(ax, U, F, G, val)
         return U
 
-    def fit(self, axes, source, boundary, max_iter: int = 200, train_frequencies: bool = True) -> "GPHMSolver":
-        """Train the kernels (log-weights, log-scales, frequencies) and the solution jointly."""
+    def fit(self, axes, source, boundary, max_iter: int = 200, train_frequencies: bool = True,
+            rho_starts=None) -> "GPHMSolver":
+        """Train the kernels (log-weights, log-scales, frequencies) and the solution jointly.
+
+        rho_starts : optional sequence of initial scales rho. L-BFGS-B is run once from the kernels
+            as given with every rho set to each value in turn (weights and frequencies as given),
+            and the run with the lowest loss is kept (`restarts_` lists (rho, loss, nit)). The loss
+            has local minima; the frequency grid reaches the true frequency from some widths and
+            not from others (docs/methods/gp.md).
+
+        Bounds: besides the kernels' own, mu stays below the grid's Nyquist frequency and the
+        spectral width below it too (see `_resolved_bounds`)."""
         axes, F, G = self._check(axes, source, boundary)
         kernels = [k.clone_with_theta(k.theta) for k in self.kernels]
         ax = [_Axis(k, a, self.jitter) for k, a in zip(kernels, axes)]
         sizes = [k.n_theta for k in kernels]
+        offsets = np.cumsum([0] + sizes[:-1])
         bounds = np.vstack([k.bounds for k in kernels])
+        for k, x, lo in zip(kernels, axes, offsets):
+            lo_r, lo_m = lo + k.Q, lo + 2 * k.Q
+            rmin, rmax, nyq = _resolved_bounds(k, x)
+            bounds[lo_r:lo_m, 0] = np.maximum(bounds[lo_r:lo_m, 0], np.log(rmin))
+            bounds[lo_r:lo_m, 1] = np.minimum(bounds[lo_r:lo_m, 1], np.log(rmax))
+            bounds[lo_m:lo_m + k.Q, 1] = np.minimum(bounds[lo_m:lo_m + k.Q, 1], nyq)
         if not train_frequencies:
-            for k, lo in zip(kernels, np.cumsum([0] + sizes[:-1])):
+            for k, lo in zip(kernels, offsets):
                 Q = k.Q
                 bounds[lo + 2 * Q: lo + 3 * Q] = k.mu[:, None]
         state = {"U": np.zeros(F.shape)}
         self.history_ = []
 
-        def f(theta):
+        def set_theta(theta):
             i = 0
+            for k, a, s in zip(kernels, ax, sizes):
+                k.theta = theta[i:i + s]
+                a.update()
+                i += s
+
+        def f(theta):
             try:
-                for k, a, s in zip(kernels, ax, sizes):
-                    k.theta = theta[i:i + s]
-                    a.update()
-                    i += s
+                set_theta(theta)
                 U, val = self._inner(ax, F, G, state["U"])
             except RomError:
                 return 1e300, np.zeros_like(theta)
@@ -255,16 +462,29 @@ class GPHMSolver:
             self.history_.append(loss)
             return loss, np.concatenate(self._grad(ax, U, F))
 
-        theta0 = np.concatenate([k.theta for k in kernels])
-        res = minimize(f, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
-                       options={"maxiter": max_iter, "ftol": 1e-15, "gtol": 1e-10})
-        self.optimizer_result_ = res
-        i = 0
-        for k, a, s in zip(kernels, ax, sizes):
-            k.theta = res.x[i:i + s]
-            a.update()
-            i += s
-        U, val = self._inner(ax, F, G, state["U"])
+        theta_given = np.concatenate([k.theta for k in kernels])
+        starts = [theta_given]
+        for rho in ([] if rho_starts is None else rho_starts):
+            if not np.isfinite(rho) or rho <= 0:
+                raise ParameterError(f"rho_starts contains {rho!r}; scales must be finite and > 0")
+            t = theta_given.copy()
+            for k, lo in zip(kernels, offsets):
+                t[lo + k.Q: lo + 2 * k.Q] = np.log(rho)
+            starts.append(t)
+        if rho_starts is not None:
+            starts = starts[1:]
+        best, self.restarts_ = None, []
+        for theta0 in starts:
+            state["U"] = np.zeros(F.shape)
+            theta0 = np.clip(theta0, bounds[:, 0], bounds[:, 1])
+            res = minimize(f, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
+                           options={"maxiter": max_iter, "ftol": 1e-15, "gtol": 1e-10})
+            self.restarts_.append((float(np.exp(theta0[kernels[0].Q])), float(res.fun), int(res.nit)))
+            if best is None or res.fun < best.fun:
+                best = res
+        self.optimizer_result_ = res = best
+        set_theta(res.x)
+        U, val = self._inner(ax, F, G, np.zeros(F.shape))
         self._store(ax, U, F, G, val)
         return self
 
