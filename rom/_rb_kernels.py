@@ -32,7 +32,7 @@ def residual_coefficients(theta: np.ndarray, theta_f: np.ndarray, u: np.ndarray)
 
 def x_gram_schmidt(V: np.ndarray, XV: np.ndarray, v: np.ndarray, X, passes: int = 2):
     """X-orthogonalize v (n,) against the X-orthonormal columns of V (n, k) (XV = X V), twice
-    (Gram-Schmidt twice, Giraud et al.). Returns (w, coefficients (k,), norm of w before scaling)."""
+    (Gram-Schmidt twice, Giraud et al.). Returns (w, coefficients (k,), X-norm of w, X w)."""
     coef = np.zeros(V.shape[1])
     w = v.copy()
     for _ in range(passes):
@@ -40,8 +40,23 @@ def x_gram_schmidt(V: np.ndarray, XV: np.ndarray, v: np.ndarray, X, passes: int 
             h = XV.T @ w
             w -= V @ h
             coef += h
-    nrm = float(np.sqrt(max(w @ (X @ w), 0.0)))
-    return w, coef, nrm
+    Xw = X @ w
+    return w, coef, float(np.sqrt(max(w @ Xw, 0.0))), Xw
+
+
+def x_block_project(V: np.ndarray, XV: np.ndarray, G: np.ndarray, passes: int = 2):
+    """Remove from every column of G (n, k) its X-projection on the X-orthonormal columns of
+    V (n, r) (XV = X V), `passes` times: block classical Gram-Schmidt twice, two matrix-matrix
+    products per pass instead of 2k matrix-vector ones. Each column is projected on its own,
+    so twice is enough column by column. Returns (B = G - V C (n, k), C (r, k))."""
+    B = np.array(G, dtype=np.float64, order="F", copy=True)
+    C = np.zeros((V.shape[1], B.shape[1]))
+    if V.shape[1]:
+        for _ in range(passes):
+            H = XV.T @ B
+            B -= V @ H
+            C += H
+    return B, C
 
 
 def matvec_extended(A, x: np.ndarray) -> np.ndarray:
@@ -50,9 +65,11 @@ def matvec_extended(A, x: np.ndarray) -> np.ndarray:
     per entry instead of eps |A| |xi|, which lowers the accuracy floor of the estimator (card E).
     Offline only; where longdouble is double this is an ordinary product."""
     prod = A.data.astype(np.longdouble) * x.astype(np.longdouble)[A.indices]
-    out = np.zeros(A.shape[0], dtype=np.longdouble)
-    np.add.at(out, np.repeat(np.arange(A.shape[0]), np.diff(A.indptr)), prod)
-    return out.astype(np.float64)
+    out = np.zeros(A.shape[0])
+    rows = np.flatnonzero(np.diff(A.indptr))       # reduceat needs the starts of non-empty rows only
+    if rows.size:
+        out[rows] = np.add.reduceat(prod, A.indptr[rows]).astype(np.float64)
+    return out
 
 
 def min_theta_bound(theta: np.ndarray, theta_bar: np.ndarray, alpha_bar: float) -> np.ndarray:

@@ -291,3 +291,36 @@ def test_extension_keeps_the_basis_x_orthonormal(k, scale, seed):
 @functools.lru_cache(maxsize=1)
 def _small_block():
     return ThermalBlock((2, 2), n=6)
+
+
+# ----------------------------------------------------------------------------- kernels
+def test_matvec_extended_is_the_exact_product_rounded_once():
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(2)
+    A = sp.random(60, 60, density=0.1, random_state=3, format="lil")
+    A[7, :] = 0.0   # empty rows, first and last rows included
+    A[0, :] = 0.0
+    A[59, :] = 0.0
+    A = sp.csr_matrix(A)
+    x = rng.standard_normal(60) * 10.0 ** rng.integers(-8, 8, 60)
+    exact = (A.toarray().astype(np.longdouble) @ x.astype(np.longdouble)).astype(np.float64)
+    np.testing.assert_array_equal(K.matvec_extended(A, x), exact)
+    assert K.matvec_extended(A, x)[[0, 7, 59]].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_block_projection_is_columnwise_gram_schmidt_twice():
+    tb = _small_block()
+    X = tb.inner_product
+    rng = np.random.default_rng(4)
+    V = np.linalg.qr(rng.standard_normal((X.shape[0], 5)))[0]
+    V = V @ np.linalg.inv(np.linalg.cholesky(V.T @ (X @ V)).T)      # X-orthonormal
+    G = rng.standard_normal((X.shape[0], 3))
+    B, C = K.x_block_project(V, X @ V, G)
+    for j in range(3):
+        w, coef, nrm, Xw = K.x_gram_schmidt(V, X @ V, G[:, j], X)
+        np.testing.assert_allclose(B[:, j], w, atol=1e-12 * np.abs(G).max())
+        np.testing.assert_allclose(C[:, j], coef, atol=1e-12)
+        np.testing.assert_allclose(Xw, X @ w, atol=1e-12 * np.abs(X @ w).max())
+    np.testing.assert_allclose(V @ C + B, G, atol=1e-12)
+    assert np.abs(V.T @ (X @ B)).max() <= 1e-13 * np.abs(G).max()
