@@ -15,16 +15,18 @@ frequency and vs the number of EIM terms, speed-up.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-import rom
-from rom.eim import MatrixEIM
-from solvers.problems.helmholtz import DuctHelmholtz
+sys.path.insert(0, str(Path(__file__).resolve().parent / "benchmarks"))
+from _machine import write_json  # noqa: E402
+
+from rom.eim import MatrixEIM  # noqa: E402
+from solvers.problems.helmholtz import DuctHelmholtz  # noqa: E402
 
 log = logging.getLogger("acoustics")
 
@@ -121,9 +123,7 @@ def main(argv=None) -> dict:
               "met": bool(err.max() <= 1e-6)},
              {"name": "speedup", "value": speedup, "target": 10.0, "op": ">=", "met": bool(speedup >= 10.0)}]
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"benchmark": "acoustics", "romtk_version": rom.__version__,
-                                         "rows": [row], "goals": goals}, indent=2))
+        write_json(args.json, "acoustics", [row], goals)
     return {"rows": [row], "goals": goals}
 
 
