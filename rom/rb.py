@@ -72,7 +72,12 @@ class Reductor:
 
     def __init__(self, affine, inner_product, lower, upper, *, outputs=None, stability: str = "min_theta",
                  mu_bar=None, scm_training=None, scm_tol: float = 0.5, alpha: float | None = None):
-        self.ops = [sp.csr_matrix(A) for A in affine.operators]
+        given = [sp.csr_matrix(A) for A in affine.operators]
+        # the products A_q xi and A_q^T xi skip stored zeros (an operator assembled on the whole
+        # pattern but living on one subdomain, a Dirichlet identity term); A(mu) keeps the pattern
+        self.ops = [A.copy() for A in given]
+        for A in self.ops:
+            A.eliminate_zeros()
         self.f = np.stack([np.asarray(f, dtype=np.float64) for f in affine.rhs], axis=1)
         n = self.f.shape[0]
         X = inner_product
@@ -89,7 +94,7 @@ class Reductor:
             raise ShapeError(f"lower {self.lower} and upper {self.upper} must be (p,) with lower <= upper")
         self.X = sp.csr_matrix(X)
         self._Xlu = _symmetric_lu(self.X, "inner_product")   # one factorization, every Riesz representer
-        self._pattern, self._op_data = _common_pattern(self.ops)
+        self._pattern, self._op_data = _common_pattern(given)
         self.Q, self.P = len(self.ops), self.f.shape[1]
         L = np.zeros((0, n)) if outputs is None else np.atleast_2d(np.asarray(outputs, dtype=float))
         if L.shape[1] != n:
