@@ -185,12 +185,15 @@ class LinearSolver:
     backend: "scipy" (one process) or "petsc" (petsc4py; KSP/PC, MPI-distributed rows);
     default: scipy on one rank, petsc under mpirun. petsc_options: extra PETSc options (dict),
     the command line overrides them. comm: the communicator (default rom.parallel.world()).
+    block_size: dofs per node when they are interleaved per node (dof node * k + c, as on a vector
+    Space: pass Space.ncomp); the PETSc backend then stores k x k blocks (BAIJ) and GAMG
+    aggregates nodes. 1 (default): no block structure assumed.
     """
 
     def __init__(self, method: str = "direct", preconditioner: str | None = "amg", *, rtol: float = 1e-10,
                  atol: float = 0.0, maxiter: int | None = None, restart: int = 50, near_nullspace=None,
                  backend: str | None = None, record_history: bool = True, petsc_options: dict | None = None,
-                 comm=None):
+                 comm=None, block_size: int = 1):
         if method not in METHODS:
             raise ShapeError(f"method={method!r}: use one of {METHODS}")
         if preconditioner not in PRECONDITIONERS:
@@ -203,6 +206,9 @@ class LinearSolver:
         self.method, self.preconditioner = method, preconditioner
         self.rtol, self.atol, self.maxiter, self.restart = rtol, atol, maxiter, restart
         self.near_nullspace = near_nullspace
+        if int(block_size) != block_size or block_size < 1:
+            raise ShapeError(f"block_size={block_size!r}: give the number of dofs per node (Space.ncomp), >= 1")
+        self.block_size = int(block_size)
         self.record_history = record_history
         self.petsc_options = petsc_options
         self.backend = backend

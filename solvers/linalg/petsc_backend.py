@@ -1,10 +1,19 @@
-"""PETSc backend of LinearSolver: MPIAIJ matrices from each rank's CSR rows, KSP/PC.
+"""PETSc backend of LinearSolver: MPIAIJ/MPIBAIJ matrices from each rank's CSR rows, KSP/PC.
 
 The matrix arrives as this rank's rows (scipy CSR, shape (n_owned, n_global), global
 column indices), which is exactly PETSc's MPIAIJ CSR input: preallocation is exact and
-no entry is communicated. Options: the LinearSolver's own (method, preconditioner,
-tolerances) first, then `petsc_options` (a dict, e.g. {"ksp_type": "bcgs"}) and the
-command line (-ksp_monitor, -pc_type ...), which override them.
+no entry is communicated. With block_size > 1 (vector spaces, dofs interleaved per node)
+the same rows become an MPIBAIJ matrix: each node-node coupling is one dense block, the
+block CSR is read off the dof CSR (preallocation exact again), and GAMG, which takes
+AIJ only, gets AIJ with the block size set, so it aggregates nodes instead of single dofs.
+
+Options: the LinearSolver's own (method, preconditioner, tolerances) and the GAMG defaults
+below first, then `petsc_options` (a dict, e.g. {"ksp_type": "bcgs"}) and the command line
+(-ksp_monitor, -pc_type ...), which override them.
+
+Vectors cross without copies: the right-hand side and the solution are PETSc vectors
+wrapped around the rank's numpy rows (`as_vec`), and `as_rows` views a PETSc vector's rows
+as numpy.
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ import sys
 
 import numpy as np
 
-from rom.errors import ConvergenceError, SingularSystemError
+from rom.errors import ConvergenceError, ShapeError, SingularSystemError
 from rom.parallel import world
 from solvers.linalg.linear import split_petsc_args
 
@@ -25,6 +34,47 @@ from petsc4py import PETSc  # noqa: E402
 
 _KSP = {"cg": "cg", "minres": "minres", "gmres": "gmres", "direct": "preonly"}
 _PC = {"amg": "gamg", "jacobi": "jacobi", None: "none"}
+
+# GAMG options set before petsc_options and the command line (which override them)
+GAMG_DEFAULTS: dict[str, str] = {}
+
+
+def as_vec(rows: np.ndarray, n_global: int | None = None, comm=None, block_size: int = 1):
+    """A PETSc vector on this rank's rows (n_owned,) float64, sharing their memory (no copy).
+    The array must stay alive as long as the vector; a non-contiguous, non-float64 or
+    read-only array is copied first. comm: a PETSc communicator (default COMM_WORLD)."""
+    rows = np.asarray(rows)
+    if rows.dtype != np.float64 or not rows.flags.c_contiguous or not rows.flags.writeable:
+        rows = np.array(rows, dtype=np.float64)
+    comm = PETSc.COMM_WORLD if comm is None else comm
+    n = PETSc.DECIDE if n_global is None else int(n_global)
+    return PETSc.Vec().createWithArray(rows, size=(len(rows), n), bsize=block_size, comm=comm)
+
+
+def as_rows(vec) -> np.ndarray:
+    """This rank's rows of a PETSc vector as a numpy view of its memory (no copy)."""
+    return vec.getArray()
+
+
+def _block_csr(A, bs: int):
+    """(indptr, indices) of the bs x bs block CSR of this rank's rows A, checked to be node-
+    interleaved: the bs rows of a node have equal lengths and every block is complete."""
+    n_own = A.shape[0]
+    lengths = np.diff(A.indptr)
+    if n_own % bs or A.shape[1] % bs:
+        raise ShapeError(f"block_size={bs} but the matrix has {n_own} owned rows of {A.shape[1]}; "
+                         "use block_size=1 or the Space's ncomp")
+    L = lengths.reshape(-1, bs)
+    if (L != L[:, :1]).any() or (L[:, 0] % bs).any():
+        raise ShapeError(f"block_size={bs}: the rows of a node do not hold complete {bs} x {bs} blocks; "
+                         "assemble on a vector Space (dofs node * ncomp + c) or use block_size=1")
+    bptr = (A.indptr[::bs] // (bs * bs)).astype(PETSc.IntType)
+    first = bs * np.arange(int(bptr[-1]), dtype=np.int64) + (bs * bs - bs) * np.repeat(
+        bptr[:-1].astype(np.int64), L[:, 0] // bs)
+    cols = A.indices[first]
+    if (cols % bs).any():
+        raise ShapeError(f"block_size={bs}: blocks do not start at a node's first dof; use block_size=1")
+    return bptr, (cols // bs).astype(PETSc.IntType)
 
 
 def has_mumps() -> bool:
@@ -41,24 +91,63 @@ class PetscBackend:
         self.comm = opts.comm or world()
         self.pcomm = PETSc.COMM_WORLD if self.comm.mpi_comm is not None else PETSc.COMM_SELF
         self.A = None
+        self.M = None
         PetscBackend._count += 1
         self.prefix = f"romtk{PetscBackend._count}_"
 
+    def _fill(self, A, blocked: bool) -> None:
+        """Create the PETSc matrix from this rank's CSR rows (exact preallocation: the pattern is
+        known), or refill it with new values on the same pattern (no allocation)."""
+        n_own, n = A.shape
+        bs = self.o.block_size
+        indptr, indices = A.indptr.astype(PETSc.IntType, copy=False), A.indices.astype(PETSc.IntType, copy=False)
+        same = (self.M is not None and self.A.shape == A.shape and self.A.nnz == A.nnz
+                and (self.M.getType().endswith("baij")) == blocked)
+        if blocked:
+            if not same:
+                self._bcsr = _block_csr(A, bs)
+                self.M = PETSc.Mat().createBAIJ(size=((n_own, n), (n_own, n)), bsize=bs, csr=self._bcsr,
+                                                comm=self.pcomm)
+                self.M.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, True)
+            else:
+                self.M.zeroEntries()
+            # values row by row into the preallocated blocks (the CSR is dof-ordered, not block-ordered)
+            self.M.setValuesCSR(indptr, indices, A.data)
+        else:
+            if not same:
+                if bs > 1:
+                    _block_csr(A, bs)  # the same check: the block size must describe the rows
+                self.M = PETSc.Mat().createAIJ(size=((n_own, n), (n_own, n)), bsize=bs,
+                                               csr=(indptr, indices, A.data), comm=self.pcomm)
+                self.M.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, True)
+            else:
+                self.M.zeroEntries()
+                self.M.setValuesCSR(indptr, indices, A.data)
+        self.M.assemble()
+
+    def _options(self) -> str:
+        """Put this solver's options in PETSc's database (GAMG defaults, then petsc_options; the
+        command line keeps precedence for options it names) and return the PC type in force."""
+        o = self.o
+        opts = PETSc.Options()
+        pc_type = "lu" if o.method == "direct" else _PC[o.preconditioner]
+        if pc_type == "gamg" or (o.petsc_options or {}).get("pc_type") == "gamg":
+            for k, v in GAMG_DEFAULTS.items():
+                if not opts.hasName(self.prefix + k):
+                    opts.setValue(self.prefix + k, v)
+        for k, v in (o.petsc_options or {}).items():
+            opts.setValue(self.prefix + k.lstrip("-"), v)
+        return opts.getString(self.prefix + "pc_type", pc_type)
+
     def setup(self, A) -> None:
         n_own, n = A.shape
-        if self.A is not None and self.A.shape == A.shape and self.M is not None:
-            self.M.zeroEntries()
-            self.M.setValuesCSR(A.indptr.astype(PETSc.IntType), A.indices.astype(PETSc.IntType), A.data)
-            self.M.assemble()
-        else:
-            self.M = PETSc.Mat().createAIJ(size=((n_own, n), (n_own, n)),
-                                           csr=(A.indptr.astype(PETSc.IntType), A.indices.astype(PETSc.IntType),
-                                                A.data),
-                                           comm=self.pcomm)
-            self.M.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, True)
-            self.M.assemble()
-        self.A = A
         o = self.o
+        pc_type = self._options()
+        # BAIJ where the preconditioner takes it; GAMG (PETSc 3.26) has no graph of a BAIJ matrix,
+        # so it gets AIJ carrying the block size, which it aggregates by nodes just the same
+        blocked = o.block_size > 1 and o.method != "direct" and pc_type in ("jacobi", "none", "pbjacobi", "bjacobi")
+        self._fill(A, blocked)
+        self.A = A
         ksp = PETSc.KSP().create(comm=self.pcomm)
         ksp.setOptionsPrefix(self.prefix)
         ksp.setOperators(self.M)
@@ -84,15 +173,8 @@ class PetscBackend:
             if B.shape[0] == n:  # given in full: keep this rank's rows
                 start = self.M.getOwnershipRange()[0]
                 B = B[start:start + n_own]
-            vecs = []
-            for j in range(B.shape[1]):
-                v = self.M.createVecRight()
-                v.setArray(B[:, j])
-                vecs.append(v)
+            vecs = [as_vec(B[:, j], n, self.pcomm, o.block_size) for j in range(B.shape[1])]
             self.M.setNearNullSpace(PETSc.NullSpace().create(vectors=vecs, comm=self.pcomm))
-        opts = PETSc.Options()
-        for k, v in (o.petsc_options or {}).items():
-            opts.setValue(self.prefix + k.lstrip("-"), v)
         ksp.setFromOptions()
         ksp.setConvergenceHistory()
         try:
@@ -111,20 +193,18 @@ class PetscBackend:
             cols = [self.solve(b[:, j])[0] for j in range(b.shape[1])]
             return np.stack(cols, axis=1), SolveInfo(self.o.method)
         n_own, n = self.A.shape
-        bv = PETSc.Vec().createMPI((n_own, n), comm=self.pcomm) if self.comm.size > 1 else \
-            PETSc.Vec().createSeq(n_own)
-        bv.setArray(b)
-        xv = bv.duplicate()
-        if x0 is not None:
-            xv.setArray(x0)
-            self.ksp.setInitialGuessNonzero(True)
+        bs = self.o.block_size
+        bv = as_vec(b, n, self.pcomm, bs)
+        # the solution is written straight into x (no copy back)
+        x = np.zeros(n_own) if x0 is None else np.array(x0, dtype=np.float64)
+        xv = as_vec(x, n, self.pcomm, bs)
+        self.ksp.setInitialGuessNonzero(x0 is not None)
         try:
             self.ksp.solve(bv, xv)
         except PETSc.Error as exc:
             raise SingularSystemError(f"PETSc solve failed ({exc}); check that the system is not singular") from None
         reason = self.ksp.getConvergedReason()
         hist = list(self.ksp.getConvergenceHistory())
-        x = xv.getArray().copy()
         rv = bv.duplicate()
         self.M.mult(xv, rv)
         rv.axpy(-1.0, bv)

@@ -74,8 +74,11 @@ class LinearElasticity:
         """Displacements (n_nodes*dim,) interleaved (node*dim + component), m; this rank's rows
         when distributed."""
         K, f = self.assemble()
-        if self.solver.method != "direct" and self.solver.near_nullspace is None:
-            self.solver.near_nullspace = rigid_body_modes(self.space.node_coords)
+        if self.solver.method != "direct":  # AMG: rigid-body modes, and nodes as blocks
+            if self.solver.near_nullspace is None:
+                self.solver.near_nullspace = rigid_body_modes(self.space.node_coords)
+            if self.solver.block_size == 1:
+                self.solver.block_size = self.space.ncomp
         return self.solver(K, f)
 
     def stress(self, u: np.ndarray) -> np.ndarray:

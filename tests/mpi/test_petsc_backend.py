@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rom.errors import SingularSystemError
+from rom.errors import ShapeError, SingularSystemError
 from rom.parallel import Comm, world
 from solvers.fem import Space, diffusion, load
 from solvers.fem.bc import DirichletBC, apply_dirichlet
@@ -57,3 +57,68 @@ def test_petsc_refuses_a_singular_system():
     V = Space(box(3, 3, 3), 1)
     with pytest.raises(SingularSystemError):
         LinearSolver("direct", backend="petsc")(diffusion(V), load(V, 1.0))
+
+
+def _elasticity(comm=None):
+    from solvers.fem import elasticity, lame
+
+    V = Space(box(5, 4, 3), 1, (3,), comm=comm)
+    A, b = elasticity(V, *lame(1.0, 0.3)), load(V, [0.0, 0.0, -1.0])
+    apply_dirichlet(A, b, DirichletBC(V, "left"))
+    return V, A, b
+
+
+def test_vector_space_matrix_is_block_aij_without_a_single_malloc():
+    from petsc4py import PETSc
+
+    V, A, b = _elasticity()
+    s = LinearSolver("cg", "jacobi", rtol=1e-10, backend="petsc", block_size=3).setup(A)
+    M = s._impl.M
+    assert M.getType().endswith("baij") and M.getBlockSize() == 3
+    info = M.getInfo(PETSc.Mat.InfoType.LOCAL)
+    assert world().allreduce(float(info["mallocs"]), op="max") == 0.0
+    assert world().allreduce(float(info["nz_allocated"] - A.nnz), op="max") == 0.0
+    Vs, As, bs = _elasticity(Comm(None))
+    ref = LinearSolver("direct", comm=Comm(None))(As, bs)
+    full = V.to_serial(V.gather(s.solve(b)))
+    assert world().allreduce(float(np.linalg.norm(full - ref) / np.linalg.norm(ref)), op="max") < 1e-8
+
+
+def test_gamg_aggregates_nodes_of_a_vector_space():
+    """GAMG takes AIJ only: the matrix carries the block size instead, preallocated exactly."""
+    from petsc4py import PETSc
+
+    from solvers.linalg import rigid_body_modes
+
+    V, A, b = _elasticity()
+    s = LinearSolver("cg", "amg", rtol=1e-10, backend="petsc", block_size=3,
+                     near_nullspace=rigid_body_modes(V.node_coords)).setup(A)
+    M = s._impl.M
+    assert M.getType().endswith("aij") and not M.getType().endswith("baij") and M.getBlockSize() == 3
+    assert world().allreduce(float(M.getInfo(PETSc.Mat.InfoType.LOCAL)["mallocs"]), op="max") == 0.0
+    Vs, As, bs = _elasticity(Comm(None))
+    ref = LinearSolver("direct", comm=Comm(None))(As, bs)
+    full = V.to_serial(V.gather(s.solve(b)))
+    assert world().allreduce(float(np.linalg.norm(full - ref) / np.linalg.norm(ref)), op="max") < 1e-8
+
+
+def test_a_block_size_that_does_not_describe_the_rows_is_refused():
+    V, A, b = _system()  # scalar P2: rows of one "node" of 3 dofs are not 3 x 3 blocks
+    with pytest.raises(ShapeError, match="block_size"):
+        LinearSolver("cg", "jacobi", backend="petsc", block_size=3).setup(A)
+
+
+def test_vectors_cross_between_numpy_and_petsc_without_copies():
+    from solvers.linalg.petsc_backend import as_rows, as_vec
+
+    V, A, b = _system()
+    rows = np.arange(V.n_owned, dtype=np.float64)
+    v = as_vec(rows, V.n_dofs)
+    assert v.getSize() == V.n_dofs and v.getLocalSize() == V.n_owned
+    v.scale(2.0)  # PETSc writes into the numpy rows
+    np.testing.assert_array_equal(rows, 2.0 * np.arange(V.n_owned))
+    view = as_rows(v)
+    assert np.shares_memory(view, rows)
+    s = LinearSolver("cg", "amg", rtol=1e-10, backend="petsc").setup(A)
+    x = s.solve(b)
+    assert x.shape == (V.n_owned,) and s.info.residual < 1e-9

@@ -92,6 +92,8 @@ def test_bad_options_and_inputs_are_refused():
         LinearSolver("qr")
     with pytest.raises(ShapeError, match="backend"):
         LinearSolver(backend="magma")
+    with pytest.raises(ShapeError, match="block_size"):
+        LinearSolver(block_size=0)
     A, b = _poisson(4)
     with pytest.raises(ShapeError, match="setup"):
         LinearSolver().solve(b)
