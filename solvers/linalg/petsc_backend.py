@@ -92,6 +92,7 @@ class PetscBackend:
         self.pcomm = PETSc.COMM_WORLD if self.comm.mpi_comm is not None else PETSc.COMM_SELF
         self.A = None
         self.M = None
+        self.ksp = None
         PetscBackend._count += 1
         self.prefix = f"romtk{PetscBackend._count}_"
 
@@ -146,8 +147,15 @@ class PetscBackend:
         # BAIJ where the preconditioner takes it; GAMG (PETSc 3.26) has no graph of a BAIJ matrix,
         # so it gets AIJ carrying the block size, which it aggregates by nodes just the same
         blocked = o.block_size > 1 and o.method != "direct" and pc_type in ("jacobi", "none", "pbjacobi", "bjacobi")
+        M_before = self.M
         self._fill(A, blocked)
         self.A = A
+        if self.ksp is not None and self.M is M_before:
+            # same pattern, new values: keep the KSP; the PC is rebuilt on the new operator (GAMG
+            # reuses its prolongators: pc_gamg_reuse_interpolation)
+            self.ksp.setOperators(self.M)
+            self._setup_ksp(self.ksp)
+            return
         ksp = PETSc.KSP().create(comm=self.pcomm)
         ksp.setOptionsPrefix(self.prefix)
         ksp.setOperators(self.M)
@@ -177,6 +185,11 @@ class PetscBackend:
             self.M.setNearNullSpace(PETSc.NullSpace().create(vectors=vecs, comm=self.pcomm))
         ksp.setFromOptions()
         ksp.setConvergenceHistory()
+        self._setup_ksp(ksp)
+        self.ksp = ksp
+
+    @staticmethod
+    def _setup_ksp(ksp) -> None:
         try:
             ksp.setUp()
         except PETSc.Error as exc:
@@ -184,7 +197,6 @@ class PetscBackend:
                 f"PETSc could not set up the solver ({exc}); a zero pivot means a singular system: "
                 "add a Dirichlet condition (or fix one dof per rigid-body mode)"
             ) from None
-        self.ksp = ksp
 
     def solve(self, b: np.ndarray, x0=None):
         from solvers.linalg.linear import SolveInfo

@@ -122,3 +122,16 @@ def test_vectors_cross_between_numpy_and_petsc_without_copies():
     s = LinearSolver("cg", "amg", rtol=1e-10, backend="petsc").setup(A)
     x = s.solve(b)
     assert x.shape == (V.n_owned,) and s.info.residual < 1e-9
+
+
+def test_a_new_matrix_on_the_same_pattern_reuses_the_matrix_and_the_krylov_solver():
+    V, A, b = _system()
+    s = LinearSolver("cg", "amg", rtol=1e-12, backend="petsc").setup(A)
+    M, ksp = s._impl.M, s._impl.ksp
+    x1 = s.solve(b)
+    A2 = A.copy()
+    A2.data *= 4.0
+    x2 = s.setup(A2).solve(b)
+    assert s._impl.M is M and s._impl.ksp is ksp
+    err = world().allreduce(float(np.abs(4.0 * x2 - x1).max() / np.abs(x1).max()), op="max")
+    assert err < 1e-9
