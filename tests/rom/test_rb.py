@@ -324,3 +324,20 @@ def test_block_projection_is_columnwise_gram_schmidt_twice():
         np.testing.assert_allclose(Xw, X @ w, atol=1e-12 * np.abs(X @ w).max())
     np.testing.assert_allclose(V @ C + B, G, atol=1e-12)
     assert np.abs(V.T @ (X @ B)).max() <= 1e-13 * np.abs(G).max()
+
+
+def test_condensed_fom_solve_equals_the_sparse_lu_solve():
+    from rom.rb import _Condensation
+
+    tb = ThermalBlock((3, 3), n=24)
+    box = tb.parameter_space
+    red = Reductor(tb.affine, tb.inner_product, box.lower, box.upper)
+    cond = _Condensation.build(red.ops, red.f)
+    assert cond is not None and cond.gamma.size == 4 * 23 - 4   # the four interior block edges
+    for mu in np.random.default_rng(9).uniform(0.1, 1.0, (5, 9)):
+        u_ref = sla.spsolve(tb.matrix(mu).tocsc(), tb.affine.rhs[0])
+        np.testing.assert_allclose(red.fom_solve(mu), u_ref, rtol=1e-11, atol=1e-13 * np.abs(u_ref).max())
+    # operators that all cover the whole domain have no private dofs: plain sparse LU
+    el, aff = elasticity_problem()
+    assert _Condensation.build([A.tocsr() for A in [aff.operators[0] + aff.operators[1]] * 2],
+                               np.stack(aff.rhs, axis=1)) is None
