@@ -370,6 +370,26 @@ def block_coloring(dofs, n, B):
     return order, color_ptr
 
 
+def chunk_coloring(dofs, n, nthreads):
+    """Colour chunks of consecutive cells as large as the numbering allows: start at
+    ne / (8 nthreads) cells and halve (down to _BLOCK) until no colour has fewer chunks than
+    threads. A mesh numbered along a sweep (structured, RCM, space-filling curve) gets two
+    colours of long chunks, each walked in order, so that its scatter stays in cache.
+    Returns (chunk_order, color_ptr, size) as `block_coloring` with blocks of `size` cells."""
+    ne = dofs.shape[0]
+    size = max(_BLOCK, -(-ne // (8 * nthreads)))
+    while True:
+        try:
+            order, ptr = block_coloring(dofs, n, size)
+        except ValueError:  # more than 64 colours: smaller chunks
+            if size <= _BLOCK:
+                raise
+        else:
+            if size <= _BLOCK or np.diff(ptr).min() >= nthreads:
+                return order, ptr, size
+        size = max(_BLOCK, size // 2)
+
+
 @njit(cache=True)
 def linear(X, geo, dphig, affine, dofs, ncomp, phi, dphi, w, S, F, mode, out_global, out_cell, out_qp):
     """Integrate sum_q w (S[e,q,c] phi_a + F[e,q,c,k] d_k phi_a) for each local dof (a, c).
@@ -585,3 +605,127 @@ def number_edges(a, b, n):
                 count += 1
             ids[k] = last[w]
     return ids, count
+
+
+# -- affine simplex, coefficient constant per cell ------------------------------------------
+# On a straight simplex the reference-to-physical map is affine, so inv(J) and det J are
+# constant per cell and a mass or diffusion element matrix with a per-cell coefficient is
+# one contraction of a reference tensor (built from the quadrature rule once per call):
+#   mass       Ke = c |det J| M,           M[a, b] = sum_q w phi_a phi_b
+#   diffusion  Ke = c |det J| sum_st C_st D_st,  C = inv(J) inv(J)^T,
+#              D_st[a, b] = sum_q w d_s phi_a d_t phi_b.
+# The rows of inv(J) are r_s / det J with r_s built from the columns of J (perpendiculars in
+# 2D, cross products in 3D), so c |det J| C_st = c / |det J| (r_s . r_t). Kernels are made per
+# element size (dim, nb, ncomp) so that every local loop has a compile-time trip count.
+
+def simplex_tensor(form, phi, dphi, w):
+    """Reference tensor (npairs, nb, nb) of `simplex_kernel`: mass (1, nb, nb); diffusion one
+    slice per pair s <= t (row-major upper triangle), D_st + D_ts off the diagonal."""
+    if form == FORM_MASS:
+        return np.ascontiguousarray(np.einsum("q,qa,qb->ab", w, phi, phi)[None])
+    D = np.einsum("q,qas,qbt->stab", w, dphi, dphi)
+    tdim = dphi.shape[2]
+    out = [D[s, s] if s == t else D[s, t] + D[t, s] for s in range(tdim) for t in range(s, tdim)]
+    return np.ascontiguousarray(np.stack(out))
+
+
+_SIMPLEX_KERNELS: dict = {}
+
+
+@njit(cache=True)
+def _simplex_geometry2(X, geo, e):
+    """|det J| and the products r_s . r_t (s <= t) of the rows r_s = det J inv(J)[s] of a triangle."""
+    v0, v1, v2 = geo[e, 0], geo[e, 1], geo[e, 2]
+    a0 = X[v1, 0] - X[v0, 0]
+    a1 = X[v1, 1] - X[v0, 1]
+    b0 = X[v2, 0] - X[v0, 0]
+    b1 = X[v2, 1] - X[v0, 1]
+    # rows of det J inv(J): (b1, -b0), (-a1, a0)
+    return abs(a0 * b1 - a1 * b0), (b1 * b1 + b0 * b0, -(b1 * a1 + b0 * a0), a1 * a1 + a0 * a0)
+
+
+@njit(cache=True)
+def _simplex_geometry3(X, geo, e):
+    """As `_simplex_geometry2` for a tetrahedron."""
+    v0, v1, v2, v3 = geo[e, 0], geo[e, 1], geo[e, 2], geo[e, 3]
+    x0, y0, z0 = X[v0, 0], X[v0, 1], X[v0, 2]
+    a0, a1, a2 = X[v1, 0] - x0, X[v1, 1] - y0, X[v1, 2] - z0
+    b0, b1, b2 = X[v2, 0] - x0, X[v2, 1] - y0, X[v2, 2] - z0
+    c0, c1, c2 = X[v3, 0] - x0, X[v3, 1] - y0, X[v3, 2] - z0
+    # rows of det J inv(J): b x c, c x a, a x b
+    p0, p1, p2 = b1 * c2 - b2 * c1, b2 * c0 - b0 * c2, b0 * c1 - b1 * c0
+    q0, q1, q2 = c1 * a2 - c2 * a1, c2 * a0 - c0 * a2, c0 * a1 - c1 * a0
+    u0, u1, u2 = a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0
+    det = abs(a0 * p0 + a1 * p1 + a2 * p2)
+    return det, (p0 * p0 + p1 * p1 + p2 * p2, p0 * q0 + p1 * q1 + p2 * q2, p0 * u0 + p1 * u1 + p2 * u2,
+                 q0 * q0 + q1 * q1 + q2 * q2, q0 * u0 + q1 * u1 + q2 * u2, u0 * u0 + u1 * u1 + u2 * u2)
+
+
+def simplex_kernel(dim, nb, ncomp, form, A):
+    """Mass (form FORM_MASS) or diffusion (FORM_DIFFUSION) on affine simplices (dim 2 or 3, the
+    vertex order of the reference cell: J[:, t] = x_{t+1} - x_0) with a coefficient constant
+    per cell, specialized on (dim, nb, ncomp) and on the reference tensor A (from
+    `simplex_tensor`), which is compiled in as a constant. Returns the Numba function
+
+        kernel(X, geo, coef, dmap, data, local, chunk_order, color_ptr, size, T)
+
+    X (n_points, dim), geo (ne, dim+1) vertices, coef (ne,) (any strides); dmap/data/local/T
+    as in `bilinear` (scatter-add into data when dmap is non-empty, else write local
+    (ne, nbd, nbd)). Cells are taken in chunks of `size` consecutive cells, colour by colour
+    (chunk_order, color_ptr from `chunk_coloring`), each cell of a chunk in turn, so that the
+    scatter finds the rows of the previous cells in cache. Entries between different
+    components are zero and are not touched when scattering."""
+    key = (dim, nb, ncomp, form, A.shape, A.tobytes())
+    if key not in _SIMPLEX_KERNELS:
+        _SIMPLEX_KERNELS[key] = _make_simplex_kernel(dim, nb, ncomp, form == FORM_MASS, A.copy())
+    return _SIMPLEX_KERNELS[key]
+
+
+def _make_simplex_kernel(dim, nb, ncomp, is_mass, A):
+    nbd = nb * ncomp
+    npairs = A.shape[0]
+    geometry = _simplex_geometry2 if dim == 2 else _simplex_geometry3
+
+    @njit(cache=True, parallel=True, fastmath=True)
+    def kernel(X, geo, coef, dmap, data, local, chunk_order, color_ptr, size, T):
+        ne = geo.shape[0]
+        nchunks = (ne + size - 1) // size
+        scatter = dmap.shape[0] > 0
+        ncol = color_ptr.shape[0] - 1 if scatter else 1
+        for col in range(ncol):
+            lo = color_ptr[col] if scatter else 0
+            cnt = color_ptr[col + 1] - lo if scatter else nchunks
+            # static round-robin split: thread t takes chunks t, t+T, ... of this colour
+            for t in prange(T):
+                for k in range(t, cnt, T):
+                    e0 = (chunk_order[lo + k] if scatter else k) * size
+                    for e in range(e0, min(e0 + size, ne)):
+                        det, r = geometry(X, geo, e)
+                        s = coef[e] * det if is_mass else coef[e] / det
+                        if not scatter:
+                            local[e, :, :] = 0.0
+                        for a in range(nb):
+                            for b in range(a, nb):
+                                v = 0.0
+                                if is_mass:
+                                    v = A[0, a, b]
+                                else:
+                                    for p in range(npairs):
+                                        v += r[p] * A[p, a, b]
+                                v *= s
+                                for c in range(ncomp):
+                                    i = a * ncomp + c
+                                    j = b * ncomp + c
+                                    if scatter:
+                                        pos = dmap[e, i * nbd + j]
+                                        if pos >= 0:  # -1: a row that another rank owns
+                                            data[pos] += v
+                                        if b != a:
+                                            pos = dmap[e, j * nbd + i]
+                                            if pos >= 0:
+                                                data[pos] += v
+                                    else:
+                                        local[e, i, j] = v
+                                        local[e, j, i] = v
+
+    return kernel

@@ -103,7 +103,26 @@ def _new_matrix(space: Space, out) -> sp.csr_matrix:
     return out
 
 
+_SIMPLEX_DPHIG = {2: np.array([[-1.0, -1.0], [1.0, 0.0], [0.0, 1.0]]),
+                  3: np.array([[-1.0, -1.0, -1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])}
+
+
+def _simplex_coefficient(space: Space, tab: Tabulation, form: int, c1) -> np.ndarray | None:
+    """(ne,) per-cell coefficient when the specialized affine-simplex kernel applies (mass or
+    diffusion, straight simplices filling their dimension, a coefficient constant in each cell),
+    else None: coefficients that vary inside a cell take the generic kernel."""
+    dim = space.mesh.dim
+    if form not in (K.FORM_MASS, K.FORM_DIFFUSION) or not space.affine or dim not in _SIMPLEX_DPHIG:
+        return None
+    if tab.dphig.shape[1:] != (dim + 1, dim) or not np.array_equal(tab.dphig[0], _SIMPLEX_DPHIG[dim]):
+        return None
+    if c1.shape[1] == 1 or c1.strides[1] == 0:
+        return c1[:, 0]
+    return None
+
+
 def _run_bilinear(space: Space, tab: Tabulation, form: int, c1, c2, GG, GV, VG, VV, out, local: bool):
+    """The generic blocked kernel: any form, element and coefficient."""
     cells = space.assembly_cells
     if space.distributed:
         c1, c2 = c1[cells], c2[cells]
@@ -121,19 +140,39 @@ def _run_bilinear(space: Space, tab: Tabulation, form: int, c1, c2, GG, GV, VG, 
     return A
 
 
+def _run_mass_or_diffusion(space: Space, tab: Tabulation, form: int, c, out, local: bool):
+    """The specialized affine-simplex kernel where it applies, else the generic one."""
+    coef = _simplex_coefficient(space, tab, form, c)
+    if coef is None:
+        return _run_bilinear(space, tab, form, c, c, _EMPTY4, _EMPTY4, _EMPTY4, _EMPTY4, out, local)
+    if space.distributed:
+        coef = coef[space.assembly_cells]
+    A = K.simplex_tensor(form, tab.phi, tab.dphi, tab.rule.weights)
+    kernel = K.simplex_kernel(space.mesh.dim, tab.phi.shape[1], space.ncomp, form, A)
+    args = (space.mesh.points, space._assembly_geo, coef)
+    if local:
+        nbd = space.cell_dofs.shape[1]
+        Ke = np.empty((len(space._assembly_geo), nbd, nbd))
+        kernel(*args, _NOMAP, np.zeros(0), Ke, *_NOCOLORS, K._BLOCK, numba.get_num_threads())
+        return Ke
+    M = _new_matrix(space, out)
+    kernel(*args, space.pattern[2], M.data, _NOLOCAL, *space.chunk_colors, numba.get_num_threads())
+    return M
+
+
 def mass(space: Space, rho=1.0, *, order: int | None = None, out=None, local: bool = False):
     """Mass matrix sum_cells int rho u.v dx (identity across components). CSR (n_dofs, n_dofs),
     or element matrices (ne, nbd, nbd) with local=True."""
     tab = space.tabulation(order)
     c = _coefficient(space, rho, "rho", tab)
-    return _run_bilinear(space, tab, K.FORM_MASS, c, c, _EMPTY4, _EMPTY4, _EMPTY4, _EMPTY4, out, local)
+    return _run_mass_or_diffusion(space, tab, K.FORM_MASS, c, out, local)
 
 
 def diffusion(space: Space, kappa=1.0, *, order: int | None = None, out=None, local: bool = False):
     """Stiffness matrix int kappa grad u : grad v dx (identity across components)."""
     tab = space.tabulation(_order(space, order, kappa))
     c = _coefficient(space, kappa, "kappa", tab)
-    return _run_bilinear(space, tab, K.FORM_DIFFUSION, c, c, _EMPTY4, _EMPTY4, _EMPTY4, _EMPTY4, out, local)
+    return _run_mass_or_diffusion(space, tab, K.FORM_DIFFUSION, c, out, local)
 
 
 def lame(E, nu, plane: str = "strain"):

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from solvers.fem import Space, diffusion, elasticity, lame, mass
 from solvers.fem import _kernels as K
-from solvers.mesh import box, rectangle
+from solvers.fem import assembly as asm
+from solvers.mesh import Mesh, box, rectangle
 
 
 def _reference_pattern(dofs, n):
@@ -104,3 +105,85 @@ def test_reassembly_refills_in_place_and_keeps_the_pattern():
     B = diffusion(V, 2.0, out=A)
     assert B is A and A.data is data and A.indices is indices
     np.testing.assert_allclose(A.data, 2 * diffusion(V, 1.0).data)
+
+
+def _random_simplex_mesh(dim, n, seed):
+    """A perturbed structured simplex mesh with shuffled vertices and cells."""
+    rng = np.random.default_rng(seed)
+    mesh = rectangle(n, n + 1) if dim == 2 else box(n, n, n + 1)
+    mesh.points[:] += rng.uniform(-0.15, 0.15, mesh.points.shape) / n
+    vperm = rng.permutation(mesh.n_points)
+    pts = np.empty_like(mesh.points)
+    pts[vperm] = mesh.points
+    mesh.points[:] = pts
+    mesh.cells[:] = vperm[mesh.cells][rng.permutation(mesh.n_cells)]
+    return Mesh(mesh.points, mesh.cells, mesh.cell_type)
+
+
+def _generic(V, form, coef, order, local=False):
+    """The generic blocked kernel with the coefficient given at every quadrature point."""
+    tab = V.tabulation(order)
+    c = np.ascontiguousarray(np.repeat(coef[:, None], tab.nq, axis=1))
+    e4 = np.zeros((0, 0, 0, 0))
+    return asm._run_bilinear(V, tab, form, c, c, e4, e4, e4, e4, None, local)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.sampled_from([2, 3]), st.integers(1, 2), st.integers(1, 4), st.booleans(), st.booleans(),
+       st.integers(0, 10**6))
+def test_simplex_kernel_equals_the_generic_kernel_on_random_meshes_and_coefficients(dim, degree, n, vector, is_mass,
+                                                                                      seed):
+    mesh = _random_simplex_mesh(dim, n, seed)
+    V = Space(mesh, degree, (dim,) if vector else ())
+    coef = 10.0 ** np.random.default_rng(seed + 1).uniform(-3, 3, mesh.n_cells)
+    form, fn = (K.FORM_MASS, mass) if is_mass else (K.FORM_DIFFUSION, diffusion)
+    order = 2 * degree if is_mass else 2 * (degree - 1)
+    assert asm._simplex_coefficient(V, V.tabulation(order), form, np.broadcast_to(coef[:, None], (mesh.n_cells, 1)))\
+        is not None
+    fast = fn(V, coef)
+    ref = _generic(V, form, coef, order)
+    assert (fast.indices == ref.indices).all()
+    scale = np.abs(ref.data).max()
+    np.testing.assert_allclose(fast.data, ref.data, rtol=0, atol=1e-12 * scale)
+    # re-assembly into the same matrix and element matrices agree too
+    np.testing.assert_allclose(fn(V, coef, out=fast).data, ref.data, rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(fn(V, coef, local=True), _generic(V, form, coef, order, local=True), rtol=0,
+                               atol=1e-12 * scale)
+
+
+def test_coefficients_varying_inside_cells_take_the_generic_kernel():
+    V = Space(rectangle(3, 3), 2)
+    tab = V.tabulation()
+    per_qp = np.random.default_rng(0).uniform(1, 2, (V.mesh.n_cells, tab.nq))
+    assert asm._simplex_coefficient(V, tab, K.FORM_DIFFUSION, per_qp) is None
+    assert asm._simplex_coefficient(V, tab, K.FORM_ELASTICITY, per_qp[:, :1]) is None
+    np.testing.assert_allclose(diffusion(V, per_qp).toarray(),
+                               _slow_stiffness_qp(V, per_qp), atol=1e-12)
+
+
+def _slow_stiffness_qp(V, kappa_qp):
+    tab = V.tabulation()
+    X = V.mesh.points
+    A = np.zeros((V.n_dofs, V.n_dofs))
+    for e, cell in enumerate(V.mesh.cells):
+        for q, wq in enumerate(tab.rule.weights):
+            J = X[cell].T @ tab.dphig[q]
+            G = tab.dphi[q] @ np.linalg.inv(J)
+            A[np.ix_(V.cell_dofs[e], V.cell_dofs[e])] += kappa_qp[e, q] * wq * abs(np.linalg.det(J)) * G @ G.T
+    return A
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.sampled_from([2, 3]), st.integers(1, 6), st.integers(1, 4), st.booleans(), st.integers(0, 10**6))
+def test_chunk_colouring_never_puts_two_chunks_sharing_a_dof_in_one_colour(dim, n, nthreads, shuffle, seed):
+    mesh = rectangle(n, 2 * n) if dim == 2 else box(n, n, 2)
+    if shuffle:
+        mesh = _random_simplex_mesh(dim, n, seed)
+    V = Space(mesh, 2)
+    order, ptr, size = K.chunk_coloring(V.cell_dofs, V.n_dofs, nthreads)
+    assert sorted(order) == list(range(-(-mesh.n_cells // size)))
+    for c in range(len(ptr) - 1):
+        seen = np.zeros(V.n_dofs, dtype=int)
+        for b in order[ptr[c]:ptr[c + 1]]:
+            seen[np.unique(V.cell_dofs[b * size:(b + 1) * size])] += 1
+        assert seen.max() <= 1
