@@ -119,6 +119,7 @@ def test_2d_inner_solve_is_kronecker_and_equals_the_dense_one(monkeypatch):
     assert _rel(s.solve(*ac_args), ac_dense) <= 1e-7
 
 
+@pytest.mark.slow  # 10-20 s on a quiet core, 51 s measured with the 2 cores shared
 def test_training_finds_a_frequency_missing_from_the_grid():
     # card G acceptance (iii): Q = 10 frequencies 0, 3.33, ..., 30 (the nearest, 16.67, is 4.7% from
     # 100/2pi = 15.92), mixture weights, scales and frequencies trained with U
