@@ -119,6 +119,18 @@ def test_2d_inner_solve_is_kronecker_and_equals_the_dense_one(monkeypatch):
     assert _rel(s.solve(*ac_args), ac_dense) <= 1e-7
 
 
+def test_3d_kronecker_inner_solve_equals_the_dense_one():
+    axes = [np.linspace(0, 1, 9), np.linspace(0, 1.3, 7), np.array([0.0, 0.1, 0.35, 0.5, 0.8, 1.0])]
+    X = np.meshgrid(*axes, indexing="ij")
+    U = np.sin(3 * X[0]) * np.cos(2 * X[1]) + X[2] ** 2
+    F = -13 * np.sin(3 * X[0]) * np.cos(2 * X[1]) + 2
+    ks = [StudentTMixture([1.0, 0.3], [0.5, 1.0], [0.0, 0.5]), StudentTMixture([1.0], [2.0], [0.3]),
+          StudentTMixture([1.0], [1.0], [0.0])]
+    a = GPHMSolver(ks, boundary_weight=1e3, v=1e3, inner="dense").solve(axes, F, U)
+    b = GPHMSolver(ks, boundary_weight=1e3, v=1e3, inner="kron").solve(axes, F, U)
+    assert _rel(b, a) <= 1e-8
+
+
 @pytest.mark.slow  # 10-20 s on a quiet core, 51 s measured with the 2 cores shared
 def test_training_finds_a_frequency_missing_from_the_grid():
     # card G acceptance (iii): Q = 10 frequencies 0, 3.33, ..., 30 (the nearest, 16.67, is 4.7% from
