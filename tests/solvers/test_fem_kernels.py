@@ -187,3 +187,9 @@ def test_chunk_colouring_never_puts_two_chunks_sharing_a_dof_in_one_colour(dim, 
         for b in order[ptr[c]:ptr[c + 1]]:
             seen[np.unique(V.cell_dofs[b * size:(b + 1) * size])] += 1
         assert seen.max() <= 1
+
+
+def test_a_swept_mesh_gets_two_colours_of_long_chunks():
+    V = Space(rectangle(40, 40), 2)
+    order, ptr, size = K.chunk_coloring(V.cell_dofs, V.n_dofs, 2)
+    assert size == V.mesh.n_cells // 16 and len(ptr) - 1 == 2 and np.diff(ptr).min() >= 2
