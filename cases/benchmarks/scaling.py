@@ -53,7 +53,7 @@ def solve(problem, V, A, b, backend):
     from solvers.linalg import LinearSolver, rigid_body_modes
 
     B = rigid_body_modes(V.node_coords) if problem == "elasticity" else None
-    s = LinearSolver("cg", "amg", rtol=1e-8, near_nullspace=B, backend=backend, comm=V.comm)
+    s = LinearSolver("cg", "amg", rtol=1e-8, near_nullspace=B, backend=backend, comm=V.comm, block_size=V.ncomp)
     t0 = time.perf_counter()
     s.setup(A)
     x = s.solve(b)
