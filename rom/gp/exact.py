@@ -41,7 +41,8 @@ class GaussianProcess:
     optimizer : "L-BFGS-B" or None (keep the kernel's hyperparameters).
     n_restarts : extra optimizer starts drawn uniformly in the log bounds.
     max_iter : L-BFGS-B iteration budget per start.
-    random_state : seed of the restarts and of sample_y's default.
+    random_state : seed of the restarts (drawn as scikit-learn draws them, so the same seed gives
+        the same starting points) or a numpy Generator / RandomState.
     independent_outputs : fit one GP (own hyperparameters) per output column instead of
         one kernel shared by all outputs.
     """
@@ -160,7 +161,10 @@ class GaussianProcess:
 
     def _optimize(self, kernel, X, Y):
         bounds = kernel.bounds
-        rng = np.random.default_rng(self.random_state)
+        # scikit-learn's draws (RandomState(seed).uniform per restart): the same seed starts both
+        # libraries from the same points, so their optimizations can be compared one to one
+        rs = self.random_state
+        rng = rs if isinstance(rs, (np.random.Generator, np.random.RandomState)) else np.random.RandomState(rs)
 
         def f(theta):
             lml, g = self._lml_grad(kernel, X, Y, theta)
