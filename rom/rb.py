@@ -201,7 +201,7 @@ class Reductor:
             col = k0 + j
             w, coef, nrm, Xw = K.x_gram_schmidt(self.W[:, r0:], self.XW[:, r0:], B[:, j], self.X)
             T[r0:r, col] = coef
-            if nrm < 0.5 * nb[j]:  # cancellation within the block: once more against all of W (twice is enough)
+            if nrm < 0.1 * nb[j]:  # cancellation within the block: once more against all of W (twice is enough)
                 w, coef, nrm, Xw = K.x_gram_schmidt(self.W, self.XW, w, self.X)
                 T[:r, col] += coef
             ref = np.sqrt(max(RG[:, j] @ G[:, j], 0.0))
