@@ -120,10 +120,15 @@ class Reductor:
         """Riesz representers X^{-1} G (n, k) of the columns of G (n, k): one multi-RHS solve."""
         return _finite(self._Xlu.solve(np.asfortranarray(G, dtype=np.float64)), "inner_product")
 
-    def reserve(self, size: int) -> None:
+    def reserve(self, size: int, max_bytes: float = 2.0**30) -> None:
         """Allocate the column stores for a basis of `size` vectors at once (the greedy knows its
-        max_size), so that the buffers are not regrown while it runs."""
-        K = self.n_terms(int(size))
+        max_size), so that the buffers are not regrown while it runs. Skipped when that would
+        take more than max_bytes (a large max_size that a tolerance may never reach): the
+        stores then grow by doubling."""
+        size = int(size)
+        K = self.n_terms(size)
+        if 8.0 * self.f.shape[0] * (2 * size + 3 * K) > max_bytes:
+            return
         for name, cols in (("V", size), ("XV", size), ("R", K), ("W", K), ("XW", K)):
             self._grow(name, cols)
 
