@@ -24,7 +24,7 @@ from scipy.linalg import blas, lapack
 from scipy.optimize import minimize
 
 from rom.errors import ParameterError, RomError
-from rom.gp._linalg import JITTER_LADDER, cho_solve, cholesky_jitter
+from rom.gp._linalg import cho_solve, cholesky_jitter
 from rom.gp._validate import check_fitted, check_X, check_y
 from rom.gp.kernels import Kernel, Matern52, Scaled, fused_contract_lower, fused_gram_lower, fused_terms
 
@@ -123,9 +123,9 @@ class GaussianProcess:
             return self._lml_grad_fused(kernel, terms, X, Y)
         K = kernel(X)
         K[np.diag_indices_from(K)] += self.alpha
-        try:
-            L, _ = cholesky_jitter(K)
-        except RomError:
+        try:  # no jitter here: a singular K is infeasible for the optimizer, as in scikit-learn
+            L = sla.cholesky(K, lower=True, check_finite=False)
+        except (np.linalg.LinAlgError, sla.LinAlgError):
             return -np.inf, np.zeros_like(theta)
         a = cho_solve(L, Y)
         lml = self._lml(L, a, Y)
@@ -137,19 +137,14 @@ class GaussianProcess:
     def _lml_grad_fused(self, kernel, terms, X, Y):
         """The same as the generic path for sums of [c *] radial kernels and White noise, with
         one (n, n) array and no (n_theta, n, n) tensor: K's lower triangle built by a compiled
-        pass, factored in place (potrf), alpha by potrs, C^-1 in place (potri), then
+        pass, factored in place (potrf; not positive definite: -inf, no jitter), alpha by potrs, C^-1 in place (potri), then
         W = a a^T - t C^-1 in place (syrk) and every gradient entry from one compiled pass over
         the pairs. The C-ordered lower triangle is the upper triangle of the Fortran view F."""
         n, t = Y.shape
         C = np.empty((n, n))
-        for jitter in JITTER_LADDER:
-            fused_gram_lower(terms, X, self.alpha, C)
-            if jitter:
-                C.ravel()[::n + 1] += jitter * np.mean(np.diagonal(C))
-            U, info = lapack.dpotrf(C.T, lower=0, clean=0, overwrite_a=1)
-            if info == 0:
-                break
-        else:
+        fused_gram_lower(terms, X, self.alpha, C)
+        U, info = lapack.dpotrf(C.T, lower=0, clean=0, overwrite_a=1)
+        if info != 0:
             return -np.inf, np.zeros(kernel.n_theta)
         a, info = lapack.dpotrs(U, Y, lower=0)
         lml = float(-0.5 * np.sum(Y * a) - t * np.log(np.diagonal(U)).sum() - 0.5 * n * t * np.log(2 * np.pi))
