@@ -52,7 +52,7 @@ mpi: mpi-sysdeps $(VPY)
 
 test: sysdeps mpi $(VPY)
 	$(PIP) install -q -e ".[test]"
-	$(VPY) -m pytest -q
+	$(VPY) -m pytest -q -m "not mpi"
 	timeout 1200 mpiexec -n 2 $(VPY) -m pytest -q -p no:cacheprovider -m mpi tests
 
 bench: venv
