@@ -18,6 +18,9 @@ points drawn uniformly in the bounds with `random_state`.
 
 from __future__ import annotations
 
+import contextlib
+
+import numba
 import numpy as np
 import scipy.linalg as sla
 from scipy.linalg import blas, lapack
@@ -27,6 +30,19 @@ from rom.errors import ParameterError, RomError
 from rom.gp._linalg import cho_solve, cholesky_jitter
 from rom.gp._validate import check_fitted, check_X, check_y
 from rom.gp.kernels import Kernel, Matern52, Scaled, fused_contract_lower, fused_gram_lower, fused_terms
+
+
+@contextlib.contextmanager
+def _one_numba_thread():
+    """The O(n^2) passes run between LAPACK calls, while OpenBLAS's idle workers still spin on
+    the other cores; a multi-threaded pass would share those cores and stall (measured on 2
+    cores: 4-5x slower passes). One thread keeps them at their single-core speed."""
+    prev = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(prev)
 
 
 class GaussianProcess:
@@ -142,7 +158,8 @@ class GaussianProcess:
         the pairs. The C-ordered lower triangle is the upper triangle of the Fortran view F."""
         n, t = Y.shape
         C = np.empty((n, n))
-        fused_gram_lower(terms, X, self.alpha, C)
+        with _one_numba_thread():
+            fused_gram_lower(terms, X, self.alpha, C)
         U, info = lapack.dpotrf(C.T, lower=0, clean=0, overwrite_a=1)
         if info != 0:
             return -np.inf, np.zeros(kernel.n_theta)
@@ -152,7 +169,9 @@ class GaussianProcess:
         if info != 0:
             return -np.inf, np.zeros(kernel.n_theta)
         W = blas.dsyrk(1.0, a, beta=-float(t), c=Cinv, lower=0, overwrite_c=1)
-        return lml, 0.5 * fused_contract_lower(terms, kernel.n_theta, X, W.T)
+        with _one_numba_thread():
+            g = fused_contract_lower(terms, kernel.n_theta, X, W.T)
+        return lml, 0.5 * g
 
     def _optimize(self, kernel, X, Y):
         bounds = kernel.bounds
