@@ -661,6 +661,18 @@ def _simplex_geometry3(X, geo, e):
                  q0 * q0 + q1 * q1 + q2 * q2, q0 * u0 + q1 * u1 + q2 * u2, u0 * u0 + u1 * u1 + u2 * u2)
 
 
+@njit(cache=True)
+def _simplex_geometry(X, geo, e, dim):
+    """Either of the above, the 2D products padded to six so both branches have one type. The
+    kernels below call it by its global name with `dim` a constant of the closure: a captured
+    dispatcher would pickle differently in every process, and Numba keys the on-disk cache of
+    a closure on the pickled captured values, so the kernel was recompiled by every process."""
+    if dim == 2:
+        det, r = _simplex_geometry2(X, geo, e)
+        return det, (r[0], r[1], r[2], 0.0, 0.0, 0.0)
+    return _simplex_geometry3(X, geo, e)
+
+
 def simplex_kernel(dim, nb, ncomp, form, A):
     """Mass (form FORM_MASS) or diffusion (FORM_DIFFUSION) on affine simplices (dim 2 or 3, the
     vertex order of the reference cell: J[:, t] = x_{t+1} - x_0) with a coefficient constant
@@ -684,7 +696,6 @@ def simplex_kernel(dim, nb, ncomp, form, A):
 def _make_simplex_kernel(dim, nb, ncomp, is_mass, A):
     nbd = nb * ncomp
     npairs = A.shape[0]
-    geometry = _simplex_geometry2 if dim == 2 else _simplex_geometry3
 
     @njit(cache=True, parallel=True, fastmath=True)
     def kernel(X, geo, coef, dmap, data, local, chunk_order, color_ptr, size, T):
@@ -700,7 +711,7 @@ def _make_simplex_kernel(dim, nb, ncomp, is_mass, A):
                 for k in range(t, cnt, T):
                     e0 = (chunk_order[lo + k] if scatter else k) * size
                     for e in range(e0, min(e0 + size, ne)):
-                        det, r = geometry(X, geo, e)
+                        det, r = _simplex_geometry(X, geo, e, dim)
                         s = coef[e] * det if is_mass else coef[e] / det
                         if not scatter:
                             local[e, :, :] = 0.0

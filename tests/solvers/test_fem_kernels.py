@@ -1,5 +1,7 @@
 """Numba kernels against slow numpy references and structural properties."""
 
+from pathlib import Path
+
 import numba
 import numpy as np
 import scipy.sparse as sp
@@ -193,3 +195,25 @@ def test_a_swept_mesh_gets_two_colours_of_long_chunks():
     V = Space(rectangle(40, 40), 2)
     order, ptr, size = K.chunk_coloring(V.cell_dofs, V.n_dofs, 2)
     assert size == V.mesh.n_cells // 16 and len(ptr) - 1 == 2 and np.diff(ptr).min() >= 2
+
+
+def test_simplex_kernels_load_from_the_disk_cache_in_a_new_process(tmp_path):
+    """The specialized mass/diffusion kernels are compiled once per machine, not once per process:
+    a second interpreter finds every one it uses in Numba's on-disk cache."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numba\n"
+            "from solvers.fem import Space, diffusion, mass, _kernels as K\n"
+            "from solvers.mesh import box, rectangle\n"
+            "for m in (rectangle(3, 3), box(2, 2, 2)):\n"
+            "    V = Space(m, 1); diffusion(V, 1.0); mass(V, 1.0)\n"
+            "print(sum(len(k.stats.cache_hits) for k in K._SIMPLEX_KERNELS.values()),\n"
+            "      sum(len(k.stats.cache_misses) for k in K._SIMPLEX_KERNELS.values()), len(K._SIMPLEX_KERNELS))\n")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    root = str(Path(__file__).resolve().parents[2])
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root,
+                           check=True).stdout.split() for _ in range(2)]
+    hits, misses, n = map(int, runs[1])
+    assert n == 4 and misses == 0 and hits == n, runs
