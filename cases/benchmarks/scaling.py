@@ -64,6 +64,7 @@ def worker(problem: str, n: int, out: str) -> None:
     from rom.parallel import world
 
     comm = world()
+    build(problem, 4, comm)  # compile (or load from Numba's cache) before timing, as assembly.py does
     comm.barrier()
     V, A, b, t_asm, t_re = build(problem, n, comm)
     t_asm = comm.allreduce(t_asm, op="max")
