@@ -19,6 +19,7 @@ SE = 0
 M12 = 1
 M32 = 2
 M52 = 3
+TINY = 1e-100  # a unit-variance value below this is counted as negligible by gram_lower
 
 
 @njit(cache=True, inline="always")
@@ -69,12 +70,15 @@ def cross(Xs, Ys, kind, K):
 @njit(cache=True, inline="always")
 def _gram_row(Xs, kind, variance, add, K, i):
     dim = Xs.shape[1]
+    tiny = 0
     for j in range(i):
         q = 0.0
         for a in range(dim):
             d = Xs[i, a] - Xs[j, a]
             q += d * d
-        v = variance * _g(kind, q)
+        g = _g(kind, q)
+        tiny += g < TINY
+        v = variance * g
         if add:
             K[i, j] += v
         else:
@@ -83,16 +87,20 @@ def _gram_row(Xs, kind, variance, add, K, i):
         K[i, i] += variance * _g(kind, 0.0)
     else:
         K[i, i] = variance * _g(kind, 0.0)
+    return tiny
 
 
 @njit(cache=True, parallel=True)
 def gram_lower(Xs, kind, variance, add, K):
-    """Lower triangle of variance * g(q) into K (n, n): assigned, or added when `add`."""
+    """Lower triangle of variance * g(q) into K (n, n): assigned, or added when `add`.
+    Returns the number of pairs i > j with g < TINY."""
     n = Xs.shape[0]
+    tiny = 0
     for r in prange((n + 1) // 2):
-        _gram_row(Xs, kind, variance, add, K, r)
+        tiny += _gram_row(Xs, kind, variance, add, K, r)
         if n - 1 - r != r:
-            _gram_row(Xs, kind, variance, add, K, n - 1 - r)
+            tiny += _gram_row(Xs, kind, variance, add, K, n - 1 - r)
+    return tiny
 
 
 @njit(cache=True, inline="always")

@@ -584,21 +584,26 @@ def fused_terms(kernel: Kernel) -> list[tuple[int, Kernel, Kernel | None]] | Non
     return terms if walk(kernel) else None
 
 
-def fused_gram_lower(terms, X: np.ndarray, diag: float, K: np.ndarray) -> None:
-    """Lower triangle of K(X, X) + diag * I into the C-ordered (n, n) array K (upper left as is)."""
+def fused_gram_lower(terms, X: np.ndarray, diag: float, K: np.ndarray) -> float:
+    """Lower triangle of K(X, X) + diag * I into the C-ordered (n, n) array K (upper left as is).
+    Returns the fraction of pairs i > j at which every radial term is below 1e-100 of its
+    variance (an upper bound of it for sums: the smallest count over the terms)."""
     first = True
     noise = diag
+    n = K.shape[0]
+    tiny = n * (n - 1) // 2
     for _, leaf, scale in terms:
         if type(leaf) is White:
             noise += leaf.noise
             continue
         c = 1.0 if scale is None else scale.variance
         Xs = np.ascontiguousarray(X / leaf._ls(X.shape[1]))
-        _kernels.gram_lower(Xs, _COMPILED[type(leaf)], c, not first, K)
+        tiny = min(tiny, _kernels.gram_lower(Xs, _COMPILED[type(leaf)], c, not first, K))
         first = False
     if first:
-        K[np.tril_indices(K.shape[0])] = 0.0
-    K.ravel()[::K.shape[0] + 1] += noise
+        K[np.tril_indices(n)] = 0.0
+    K.ravel()[::n + 1] += noise
+    return tiny / max(n * (n - 1) // 2, 1)
 
 
 def fused_contract_lower(terms, n_theta: int, X: np.ndarray, W: np.ndarray) -> np.ndarray:

@@ -184,3 +184,46 @@ def test_products_and_subclasses_keep_the_generic_path():
     assert fused_terms(SquaredExponential(0.3) * Matern52(0.5) + White(0.1)) is None
     assert fused_terms(_NotPositive(1.0)) is None
     assert fused_terms(Scaled(White(0.1), 2.0)) is None
+
+
+def test_subnormals_are_flushed_inside_the_context_only():
+    """tiny * tiny is subnormal in IEEE arithmetic; with flush-to-zero it is 0, and the thread's
+    MXCSR is restored on exit (also after an exception)."""
+    from rom.gp import _fpenv
+
+    if not _fpenv.available:  # the claim is about x86-64 Linux; elsewhere nothing is changed
+        assert not _fpenv.available
+        return
+    tiny = np.array([1e-160])
+    control = lambda: _fpenv.mxcsr() & ~0x3F  # noqa: E731  (the low six bits are sticky exception flags)
+    before = control()
+    assert 0.0 < (tiny * tiny)[0] < 2.3e-308
+    with _fpenv.flush_subnormals():
+        assert (tiny * tiny)[0] == 0.0
+    assert control() == before and (tiny * tiny)[0] > 0.0
+    with pytest.raises(ZeroDivisionError), _fpenv.flush_subnormals():
+        1 / 0
+    assert control() == before
+
+
+def test_nearly_diagonal_kernel_gives_the_likelihood_of_the_unflushed_generic_path(data, monkeypatch):
+    """A length scale far below the spacing of the inputs (a restart near the lower bound): the
+    compiled path factors K with subnormals flushed (on one BLAS thread), and its likelihood and
+    gradient equal those of the generic path, which runs in IEEE arithmetic."""
+    import rom.gp.exact as exact
+    from rom.gp.kernels import fused_gram_lower, fused_terms
+
+    X, y, _, _ = data
+    gp = GaussianProcess(_kernel(), optimizer=None, normalize_y=True).fit(X, y)
+    theta = np.array([5.74, -6.55, 3.0, -11.51])  # c = 311, l = (1.4e-3, 20), noise 1e-5
+    kernel = gp.kernel_.clone_with_theta(theta)
+    C = np.empty((len(X), len(X)))
+    assert fused_gram_lower(fused_terms(kernel), gp.X_train_, 0.0, C) > exact._NEARLY_DIAGONAL
+    calls = []
+    real = exact._fpenv.flush_subnormals
+    monkeypatch.setattr(exact._fpenv, "flush_subnormals", lambda: calls.append(1) or real())
+    lml, g = gp.log_marginal_likelihood(theta, eval_gradient=True)
+    assert calls == ([1] if exact._fpenv.available else [])
+    monkeypatch.setattr(exact, "fused_terms", lambda k: None)
+    lml0, g0 = gp.log_marginal_likelihood(theta, eval_gradient=True)
+    assert np.isclose(lml, lml0, rtol=1e-12) and np.allclose(g, g0, rtol=1e-10, atol=1e-10 * np.abs(g0).max())
