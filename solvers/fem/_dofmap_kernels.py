@@ -42,9 +42,17 @@ def owner_numbering(owner, nparts):
 
 
 @njit(cache=True)
-def cells_touching(cell_nodes, owner, p):
-    """Sorted cells (m,) int64 with at least one node owned by part p."""
+def rank_cells(cell_nodes, geo, owner, new, n0, n1, p):
+    """What part p assembles, in two passes over the cells: the cells touching a node it owns.
+
+    cell_nodes (ne, nb) serial node numbers, geo (ne, ng) vertex ids, owner (n_nodes,) part of
+    each serial node, new (n_nodes,) its number in the distributed numbering, [n0, n1) the range
+    part p owns there. Returns cells (m,) increasing, their geo (m, ng), their local nodes
+    (m, nb), colmap (n_local,) the global node of each local id (increasing: ghosts below n0,
+    the owned range, ghosts above n1) and lo, hi the owned local ids. Ghosts are marked in an
+    array over all nodes, so they come out sorted without a sort."""
     ne, nb = cell_nodes.shape
+    ng = geo.shape[1]
     keep = np.zeros(ne, dtype=np.bool_)
     m = 0
     for e in range(ne):
@@ -53,13 +61,43 @@ def cells_touching(cell_nodes, owner, p):
                 keep[e] = True
                 m += 1
                 break
-    out = np.empty(m, dtype=np.int64)
+    cells = np.empty(m, dtype=np.int64)
+    lgeo = np.empty((m, ng), dtype=np.int64)
+    lid = np.zeros(owner.shape[0], dtype=np.int64)  # 1 marks a ghost (global id), then its local id
     k = 0
     for e in range(ne):
         if keep[e]:
-            out[k] = e
+            cells[k] = e
+            for i in range(ng):
+                lgeo[k, i] = geo[e, i]
+            for i in range(nb):
+                g = new[cell_nodes[e, i]]
+                if g < n0 or g >= n1:
+                    lid[g] = 1
             k += 1
-    return out
+    lo = 0
+    for g in range(n0):
+        lo += lid[g]
+    hi = lo + n1 - n0
+    n_local = hi
+    for g in range(n1, lid.shape[0]):
+        n_local += lid[g]
+    colmap = np.empty(n_local, dtype=np.int64)
+    j = 0
+    for g in range(lid.shape[0]):
+        if n0 <= g < n1:
+            colmap[j] = g
+            j += 1
+        elif lid[g]:
+            lid[g] = j
+            colmap[j] = g
+            j += 1
+    lnodes = np.empty((m, nb), dtype=np.int64)
+    for k in range(m):
+        for i in range(nb):
+            g = new[cell_nodes[cells[k], i]]
+            lnodes[k, i] = g - n0 + lo if n0 <= g < n1 else lid[g]
+    return cells, lgeo, lnodes, colmap, lo, hi
 
 
 @njit(cache=True)

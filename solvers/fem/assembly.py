@@ -107,14 +107,20 @@ _SIMPLEX_DPHIG = {2: np.array([[-1.0, -1.0], [1.0, 0.0], [0.0, 1.0]]),
                   3: np.array([[-1.0, -1.0, -1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])}
 
 
+def _affine_simplex(space: Space, tab: Tabulation) -> bool:
+    """Straight simplices filling their dimension, in the reference vertex order: the cells on
+    which the specialized simplex kernels apply."""
+    dim = space.mesh.dim
+    return (space.affine and dim in _SIMPLEX_DPHIG and tab.dphig.shape[1:] == (dim + 1, dim)
+            and np.array_equal(tab.dphig[0], _SIMPLEX_DPHIG[dim]))
+
+
 def _simplex_coefficient(space: Space, tab: Tabulation, form: int, c1) -> np.ndarray | None:
     """(ne,) per-cell coefficient when the specialized affine-simplex kernel applies (mass or
     diffusion, straight simplices filling their dimension, a coefficient constant in each cell),
     else None: coefficients that vary inside a cell take the generic kernel."""
     dim = space.mesh.dim
-    if form not in (K.FORM_MASS, K.FORM_DIFFUSION) or not space.affine or dim not in _SIMPLEX_DPHIG:
-        return None
-    if tab.dphig.shape[1:] != (dim + 1, dim) or not np.array_equal(tab.dphig[0], _SIMPLEX_DPHIG[dim]):
+    if form not in (K.FORM_MASS, K.FORM_DIFFUSION) or not _affine_simplex(space, tab):
         return None
     if c1.shape[1] == 1 or c1.strides[1] == 0:
         return c1[:, 0]
@@ -127,11 +133,11 @@ def _run_bilinear(space: Space, tab: Tabulation, form: int, c1, c2, GG, GV, VG, 
     if space.distributed:
         c1, c2 = c1[cells], c2[cells]
         GG, GV, VG, VV = (a[cells] if a.size else a for a in (GG, GV, VG, VV))
-    geo, nodes = space._assembly_geo, space._assembly_nodes
+    geo, nodes = space._assembly_geo, space._local_nodes[0]  # the kernel reads only its length
     args = (space.mesh.points, geo, tab.dphig, space.affine, nodes, space.ncomp,
             tab.phi, tab.dphi, tab.rule.weights, form, c1, c2, GG, GV, VG, VV)
     if local:
-        nbd = space.cell_dofs.shape[1]
+        nbd = space.n_cell_dofs
         Ke = np.empty((len(geo), nbd, nbd))
         K.bilinear(*args, _NOMAP, np.zeros(0), Ke, *_NOCOLORS, numba.get_num_threads())
         return Ke
@@ -151,7 +157,7 @@ def _run_mass_or_diffusion(space: Space, tab: Tabulation, form: int, c, out, loc
     kernel = K.simplex_kernel(space.mesh.dim, tab.phi.shape[1], space.ncomp, form, A)
     args = (space.mesh.points, space._assembly_geo, coef)
     if local:
-        nbd = space.cell_dofs.shape[1]
+        nbd = space.n_cell_dofs
         Ke = np.empty((len(space._assembly_geo), nbd, nbd))
         kernel(*args, _NOMAP, np.zeros(0), Ke, *_NOCOLORS, K._BLOCK, numba.get_num_threads())
         return Ke
@@ -261,21 +267,27 @@ def residual(space: Space, S=None, F=None, *, per: str = "global", order: int | 
         Fa = np.asarray(F, dtype=np.float64)
         if Fa.shape != (ne, nq, nc, d):
             raise ShapeError(f"F has shape {Fa.shape}, expected {(ne, nq, nc, d)}")
-    nbd = space.cell_dofs.shape[1]
+    nbd = space.n_cell_dofs
     mode = {"global": 0, "cell": 1, "qp": 2}.get(per)
     if mode is None:
         raise ShapeError(f"per={per!r}: use 'global', 'cell' or 'qp'")
-    geo, nodes = space._assembly_geo, space._assembly_nodes
+    # rows in this rank's local numbering: its owned rows are lo..hi, so no n_dofs-sized vector
+    geo, (nodes, colmap, lo, hi) = space._assembly_geo, space._local_nodes
+    const = Sa.size > 0 and Sa.strides[:2] == (0, 0)  # one value everywhere (a broadcast constant)
     if space.distributed:
         cells = space.assembly_cells
-        Sa = Sa[cells] if Sa.size else Sa
+        Sa = Sa if const or not Sa.size else Sa[cells]
         Fa = Fa[cells] if Fa.size else Fa
     nl = len(geo)
-    outs = [np.zeros(space.n_dofs if mode == 0 else 0), np.empty((nl, nbd) if mode == 1 else (0, 0)),
+    outs = [np.zeros(len(colmap) * nc if mode == 0 else 0), np.empty((nl, nbd) if mode == 1 else (0, 0)),
             np.empty((nl, nq, nbd) if mode == 2 else (0, 0, 0))]
-    K.linear(space.mesh.points, geo, tab.dphig, space.affine, nodes, nc, tab.phi, tab.dphi,
-             tab.rule.weights, Sa, Fa, mode, *outs)
-    return space.owned(outs[0]) if mode == 0 else outs[mode]
+    if mode < 2 and Sa.size and not Fa.size and _affine_simplex(space, tab):
+        K.simplex_values(space.mesh.points, geo, d, tab.rule.weights[:, None] * tab.phi, nodes, nc,
+                         Sa[:1, :1] if const else Sa, const, mode, outs[0], outs[1])
+    else:
+        K.linear(space.mesh.points, geo, tab.dphig, space.affine, nodes, nc, tab.phi, tab.dphi,
+                 tab.rule.weights, Sa, Fa, mode, *outs)
+    return outs[0][lo * nc:hi * nc] if mode == 0 else outs[mode]
 
 
 def load(space: Space, f=1.0, *, order: int | None = None) -> np.ndarray:
@@ -340,7 +352,7 @@ def boundary_mass(space: Space, tag: str, h=1.0, *, order: int | None = None, ou
     # facet entries are a sub-block of their cell's element matrix: reuse the cell's map
     fd = space.element.facet_dofs[facets[:, 1]]  # (m, nbf) local cell nodes
     loc = (fd[:, :, None] * nc + np.arange(nc)).reshape(m, nbf * nc)  # local cell dofs
-    nbd = space.cell_dofs.shape[1]
+    nbd = space.n_cell_dofs
     pos = loc[:, :, None] * nbd + loc[:, None, :]
     dmap = space.pattern[2][space.local_index[facets[:, 0]][:, None, None], pos].ravel()
     keep = dmap >= 0  # rows of other ranks are theirs to add

@@ -98,8 +98,10 @@ class Space:
     def _number_nodes(self):
         mesh, el = self.mesh, self.element
         nv = mesh.n_points
-        cols = [None] * el.n_basis
         vert = el.node_entities[:, 0] == 0
+        if vert.all() and (el.node_entities[:, 1] == np.arange(el.n_basis)).all():
+            return mesh.cells, nv  # P1/Q1: the nodes are the vertices, in the mesh's order
+        cols = [None] * el.n_basis
         for i in np.flatnonzero(vert):
             cols[i] = mesh.cells[:, el.node_entities[i, 1]]
         offset = nv
@@ -126,26 +128,36 @@ class Space:
         its nodes (its own cells plus one layer of ghosts), so its rows are complete without
         communication. The work over all cells is three linear passes (partition, owners, cells
         touching owned nodes); everything else (numbering of the assembled cells, sparsity,
-        colouring) is done on this rank's cells only."""
+        colouring) is done on this rank's cells only.
+
+        Sets local_cells (None serially), _assembly_geo (m, ng) of the cells this rank assembles,
+        and _local_nodes: (nodes (m, nb) local ids, colmap (n_local,)
+        global node of each local id, increasing, [lo, hi) the owned local ids)."""
         ne, P, r = self.mesh.n_cells, self.comm.size, self.comm.rank
         if P == 1:
             self.cell_part = np.zeros(ne, dtype=np.int32)
             self.node_ranges = np.array([0, self.n_nodes], dtype=np.int64)
             self._renumber = None
             self.local_cells = None
+            self._assembly_geo = self.mesh.cells
+            self._local_nodes = (self._serial_cell_nodes, np.arange(self.n_nodes, dtype=np.int64), 0, self.n_nodes)
             return
         if P > ne:
             raise MeshError(f"{P} ranks but only {ne} cells; run on at most {ne} ranks or refine the mesh")
         self.cell_part = partition_cells(self.mesh, P)
         owner = _dofmap_kernels.node_owner(self._serial_cell_nodes, self.cell_part, self.n_nodes, P)
         self._renumber, self.node_ranges = _dofmap_kernels.owner_numbering(owner, P)
-        self.local_cells = _dofmap_kernels.cells_touching(self._serial_cell_nodes, owner, r)
+        cells, geo, lnodes, colmap, lo, hi = _dofmap_kernels.rank_cells(
+            self._serial_cell_nodes, self.mesh.cells, owner, self._renumber,
+            self.node_ranges[r], self.node_ranges[r + 1], r)
+        self.local_cells, self._assembly_geo = cells, geo
+        self._local_nodes = (lnodes, colmap, int(lo), int(hi))
 
     # -- distribution -------------------------------------------------------------------
     @cached_property
     def cell_nodes(self) -> np.ndarray:
         """(ne, nb) int64 nodes of every cell in this space's numbering (distributed: the owned
-        ranges'). Under MPI built on first use (O(ne)); assembly needs only _assembly_nodes."""
+        ranges'). Under MPI built on first use (O(ne)); assembly needs only _local_nodes."""
         if self._renumber is None:
             return self._serial_cell_nodes
         return self._renumber[self._serial_cell_nodes]
@@ -186,36 +198,6 @@ class Space:
         cells = np.arange(self.mesh.n_cells)[self.assembly_cells]
         idx[cells] = np.arange(len(cells))
         return idx
-
-    @cached_property
-    def _assembly_geo(self) -> np.ndarray:
-        return self.mesh.cells if self.local_cells is None else np.ascontiguousarray(self.mesh.cells[self.local_cells])
-
-    @cached_property
-    def _assembly_nodes(self) -> np.ndarray:
-        """(n_assembly_cells, nb) int64 nodes, in this space's numbering, of the cells this rank assembles."""
-        if self.local_cells is None:
-            return self.cell_nodes
-        return self._renumber[self._serial_cell_nodes[self.local_cells]]
-
-    @cached_property
-    def _local_nodes(self) -> tuple[np.ndarray, np.ndarray, int, int]:
-        """This rank's compact node numbering: (nodes (n_assembly_cells, nb) local ids, colmap
-        (n_local,) global node of each local id, increasing, and [lo, hi) the owned local ids).
-        Ghost nodes (owned by other ranks) are few, so only they are sorted."""
-        nodes = self._assembly_nodes
-        if self.local_cells is None:
-            return nodes, np.arange(self.n_nodes, dtype=np.int64), 0, self.n_nodes
-        r = self.comm.rank
-        n0, n1 = int(self.node_ranges[r]), int(self.node_ranges[r + 1])
-        below, above = nodes < n0, nodes >= n1
-        g_lo, g_hi = np.unique(nodes[below]), np.unique(nodes[above])
-        lo, hi = len(g_lo), len(g_lo) + n1 - n0
-        local = nodes - (n0 - lo)
-        local[below] = np.searchsorted(g_lo, nodes[below])
-        local[above] = hi + np.searchsorted(g_hi, nodes[above])
-        colmap = np.concatenate([g_lo, np.arange(n0, n1, dtype=np.int64), g_hi])
-        return local, colmap, lo, hi
 
     def owned(self, u_full: np.ndarray) -> np.ndarray:
         """This rank's rows of a full vector (n_dofs, ...) -> (n_owned, ...)."""
@@ -258,6 +240,11 @@ class Space:
         kind = "scalar" if not self.shape else f"vector{self.shape}"
         return f"Space({self.element.name} {kind} on {self.mesh.n_cells} {self.mesh.cell_type}, {self.n_dofs} dofs)"
 
+    @property
+    def n_cell_dofs(self) -> int:
+        """Dofs per cell, nb * ncomp (without building cell_dofs, which is mesh-sized)."""
+        return self.element.n_basis * self.ncomp
+
     @cached_property
     def cell_dofs(self) -> np.ndarray:
         """(ne, nb * ncomp) int64 global dofs per cell, local dof a * ncomp + c."""
@@ -299,15 +286,6 @@ class Space:
         return out
 
     # -- sparsity --------------------------------------------------------------------------
-    @cached_property
-    def _assembly_dofs(self) -> np.ndarray:
-        """(n_assembly_cells, nb * ncomp) int64 global dofs of the cells this rank assembles."""
-        nodes = self._assembly_nodes
-        if self.ncomp == 1:
-            return nodes
-        c = np.arange(self.ncomp, dtype=np.int64)
-        return (nodes[:, :, None] * self.ncomp + c).reshape(len(nodes), -1)
-
     @cached_property
     def pattern(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(indptr, indices, dmap): the CSR pattern of every matrix on this space, built once:

@@ -1,7 +1,7 @@
 """Cell partitioning for distributed meshes: recursive coordinate bisection (RCB).
 
-RCB splits the cell centroids along the longest extent of their bounding box at the
-count that keeps parts balanced, recursively, until there are `nparts` parts. It needs no
+RCB splits the cell centroids along the longest side of their box at the count that keeps
+parts balanced, recursively (the box of all points, then the halves the cuts leave), until there are `nparts` parts. It needs no
 extra dependency, is deterministic (every rank computes the same partition from the same
 mesh), costs O(ne log P) (selection, not sorting, finds each cut), and gives compact parts
 on the structured and gmsh meshes romtk targets. A graph partitioner (METIS) cuts fewer edges on meshes with thin features or
@@ -13,24 +13,27 @@ from __future__ import annotations
 import numpy as np
 
 from rom.errors import MeshError
-from solvers.mesh._partition_kernels import centroids_t
+from solvers.mesh._partition_kernels import assign_halves, bounds, centroid_coord
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from solvers.mesh._mesh import Mesh
 
 
-def _smallest(x: np.ndarray, k: int) -> np.ndarray:
-    """Mask (m,) of the k smallest entries of x, ties broken by position: the first k of a stable
-    sort, found in O(m) by selection instead of sorting."""
+_NONE = np.empty(0, dtype=np.int64)
+
+
+def _smallest(x: np.ndarray, k: int) -> tuple[np.ndarray, float]:
+    """Mask (m,) of the k smallest entries of x, ties broken by position (the first k of a stable
+    sort, found in O(m) by selection instead of sorting), and the k-th smallest value (the cut)."""
     m = len(x)
     if k <= 0 or k >= m:
-        return np.full(m, k >= m)
+        return np.full(m, k >= m), float(x.min() if k <= 0 else x.max())
     v = np.partition(x, k - 1)[k - 1]
     left = x < v
     need = k - int(np.count_nonzero(left))
     left[np.flatnonzero(x == v)[:need]] = True
-    return left
+    return left, float(v)
 
 
 def rcb(points: np.ndarray, nparts: int) -> np.ndarray:
@@ -39,36 +42,37 @@ def rcb(points: np.ndarray, nparts: int) -> np.ndarray:
     n = len(pts)
     if nparts < 1 or nparts > max(n, 1):
         raise MeshError(f"cannot split {n} cells into {nparts} parts; use 1 <= nparts <= {n}")
-    return _rcb(np.ascontiguousarray(pts.T), nparts)
+    xt = np.ascontiguousarray(pts.T)
+    return _rcb(lambda axis, idx: xt[axis] if idx is None else xt[axis, idx], bounds(pts), n, nparts)
 
 
-def _rcb(xt: np.ndarray, nparts: int) -> np.ndarray:
-    """RCB on coordinate-major points xt (dim, n)."""
-    n = xt.shape[1]
+def _rcb(coord, box: np.ndarray, n: int, nparts: int) -> np.ndarray:
+    """RCB of n items; coord(axis, idx) gives their coordinates (m,) along axis (idx None: all
+    items), box (2, dim) bounds them. Each cut splits its box at the cut value, so the next
+    cut's axis costs nothing, and only the coordinate cut along is ever computed."""
     part = np.zeros(n, dtype=np.int32)
     # index sets stay ascending (boolean selection keeps order), so "ties broken by position"
     # is "ties broken by index": the split is deterministic and the same on every rank
-    stack = [(None, 0, nparts)]  # None: all points
+    stack = [(None, 0, nparts, box)]  # None: all items
     while stack:
-        idx, first, k = stack.pop()
+        idx, first, k, box = stack.pop()
         if k == 1:
             part[slice(None) if idx is None else idx] = first
             continue
         kl = k // 2
-        sub = xt if idx is None else xt[:, idx]
-        axis = int(np.argmax(sub.max(axis=1) - sub.min(axis=1)))
-        m = sub.shape[1]
-        left = _smallest(sub[axis], int(round(m * kl / k)))
-        if kl == 1 and k == 2:  # both halves are parts: no index sets needed
-            sel = np.where(left, first, first + 1).astype(np.int32)
-            if idx is None:
-                part[:] = sel
-            else:
-                part[idx] = sel
+        axis = int(np.argmax(box[1] - box[0]))
+        x = coord(axis, idx)
+        kx = int(round(len(x) * kl / k))
+        if k == 2:  # both halves are parts: no mask or index sets needed
+            v = np.partition(x, kx - 1)[kx - 1] if 0 < kx else -np.inf
+            assign_halves(part, _NONE if idx is None else idx, idx is None, x, v, kx, first, first + 1)
             continue
+        left, cut = _smallest(x, kx)
         idx = np.arange(n) if idx is None else idx
-        stack.append((idx[left], first, kl))
-        stack.append((idx[~left], first + kl, k - kl))
+        lbox, rbox = box.copy(), box.copy()
+        lbox[1, axis] = rbox[0, axis] = cut
+        stack.append((idx[left], first, kl, lbox))
+        stack.append((idx[~left], first + kl, k - kl, rbox))
     return part
 
 
@@ -79,5 +83,10 @@ def partition_cells(mesh: Mesh, nparts: int) -> np.ndarray:
     if nparts not in cache:
         if nparts < 1 or nparts > mesh.n_cells:
             raise MeshError(f"cannot split {mesh.n_cells} cells into {nparts} parts; use 1 <= nparts <= {mesh.n_cells}")
-        cache[nparts] = _rcb(centroids_t(mesh.points, mesh.cells), nparts)
+        pts, cells = mesh.points, mesh.cells
+
+        def coord(axis, idx):
+            return centroid_coord(pts, cells, axis, _NONE if idx is None else idx, idx is None)
+
+        cache[nparts] = _rcb(coord, bounds(pts), mesh.n_cells, nparts)
     return cache[nparts]

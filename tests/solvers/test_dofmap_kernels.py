@@ -35,9 +35,17 @@ def test_owners_numbering_and_touching_cells_match_numpy(nx, ny, nparts, seed):
     order = np.lexsort((np.arange(mesh.n_points), owner))  # by owner, then old number
     np.testing.assert_array_equal(new[order], np.arange(mesh.n_points))
     np.testing.assert_array_equal(ranges, np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=nparts))]))
+    geo = mesh.cells[:, ::-1].copy()  # any per-cell rows: they must be gathered along
     for p in range(nparts):
-        np.testing.assert_array_equal(D.cells_touching(mesh.cells, owner, p),
-                                      np.flatnonzero((owner[mesh.cells] == p).any(axis=1)))
+        n0, n1 = ranges[p], ranges[p + 1]
+        cells, lgeo, lnodes, colmap, lo, hi = D.rank_cells(mesh.cells, geo, owner, new, n0, n1, p)
+        np.testing.assert_array_equal(cells, np.flatnonzero((owner[mesh.cells] == p).any(axis=1)))
+        np.testing.assert_array_equal(lgeo, geo[cells])
+        gnodes = new[mesh.cells[cells]]
+        ghosts = np.setdiff1d(gnodes, np.arange(n0, n1))
+        np.testing.assert_array_equal(colmap, np.union1d(ghosts, np.arange(n0, n1)))
+        assert hi - lo == n1 - n0 and (colmap[lo:hi] == np.arange(n0, n1)).all()
+        np.testing.assert_array_equal(colmap[lnodes], gnodes)
 
 
 @settings(max_examples=25, deadline=None)

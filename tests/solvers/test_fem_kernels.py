@@ -153,6 +153,32 @@ def test_simplex_kernel_equals_the_generic_kernel_on_random_meshes_and_coefficie
                                atol=1e-12 * scale)
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.sampled_from([2, 3]), st.integers(1, 2), st.integers(1, 4), st.booleans(), st.booleans(),
+       st.integers(0, 10**6))
+def test_simplex_load_kernel_equals_the_generic_kernel(dim, degree, n, vector, constant, seed):
+    """The value-only affine-simplex kernel (loads) against `linear`, per cell and assembled,
+    for a constant and for values given at every quadrature point."""
+    mesh = _random_simplex_mesh(dim, n, seed)
+    V = Space(mesh, degree, (dim,) if vector else ())
+    tab = V.tabulation()
+    assert asm._affine_simplex(V, tab)
+    nc, rng = V.ncomp, np.random.default_rng(seed + 1)
+    S = rng.uniform(-1, 1, nc) if constant else rng.uniform(-1, 1, (mesh.n_cells, tab.nq, nc))
+    fast_cell = asm.residual(V, S=S, per="cell")
+    fast = asm.residual(V, S=S)
+    Sa = np.ascontiguousarray(np.broadcast_to(S, (mesh.n_cells, tab.nq, nc)))
+    ref_cell = np.empty_like(fast_cell)
+    ref = np.zeros(V.n_dofs)
+    for mode in (0, 1):
+        outs = [ref if mode == 0 else np.zeros(0), ref_cell if mode == 1 else np.empty((0, 0)), np.empty((0, 0, 0))]
+        K.linear(mesh.points, mesh.cells, tab.dphig, True, V.cell_nodes, nc, tab.phi, tab.dphi, tab.rule.weights,
+                 Sa, np.zeros((0, 0, 0, 0)), mode, *outs)
+    scale = np.abs(ref_cell).max()
+    np.testing.assert_allclose(fast_cell, ref_cell, rtol=0, atol=1e-13 * scale)
+    np.testing.assert_allclose(fast, ref, rtol=0, atol=1e-12 * scale)
+
+
 def test_coefficients_varying_inside_cells_take_the_generic_kernel():
     V = Space(rectangle(3, 3), 2)
     tab = V.tabulation()
