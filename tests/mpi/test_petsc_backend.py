@@ -135,3 +135,31 @@ def test_a_new_matrix_on_the_same_pattern_reuses_the_matrix_and_the_krylov_solve
     assert s._impl.M is M and s._impl.ksp is ksp
     err = world().allreduce(float(np.abs(4.0 * x2 - x1).max() / np.abs(x1).max()), op="max")
     assert err < 1e-9
+
+
+def test_serial_gamg_setup_options_are_read_during_setup_only(monkeypatch):
+    """On one process GAMG's Galerkin products take GAMG_SETUP_OPTIONS_SERIAL for the set-up
+    only: a bad value there fails the set-up (so it is read), a good one is gone afterwards,
+    and a value the user put in the database is left as it was."""
+    from petsc4py import PETSc
+
+    from solvers.linalg import petsc_backend as pb
+
+    serial = Comm(None)
+    V, A, b = _system(serial)
+    ref = LinearSolver("direct", comm=serial)(A, b)
+    monkeypatch.setattr(pb, "GAMG_SETUP_OPTIONS_SERIAL", {"matptap_via": "no_such_product"})
+    with pytest.raises(SingularSystemError, match="matptap_via"):
+        LinearSolver("cg", "amg", backend="petsc", comm=serial).setup(A)
+    monkeypatch.undo()
+    opts = PETSc.Options()
+    assert not opts.hasName("matptap_via")
+    x = LinearSolver("cg", "amg", rtol=1e-10, backend="petsc", comm=serial)(A, b)
+    assert not opts.hasName("matptap_via")
+    assert np.linalg.norm(x - ref) <= 1e-8 * np.linalg.norm(ref)
+    opts.setValue("matptap_via", "scalable")
+    try:
+        LinearSolver("cg", "amg", backend="petsc", comm=serial)(A, b)
+        assert opts.getString("matptap_via") == "scalable"
+    finally:
+        opts.delValue("matptap_via")
