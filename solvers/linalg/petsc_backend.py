@@ -35,18 +35,16 @@ from petsc4py import PETSc  # noqa: E402
 _KSP = {"cg": "cg", "minres": "minres", "gmres": "gmres", "direct": "preonly"}
 _PC = {"amg": "gamg", "jacobi": "jacobi", None: "none"}
 
-# GAMG options set before petsc_options and the command line (which override them). What
-# matters most is the block size (LinearSolver(block_size=...)): GAMG then aggregates nodes. A
-# new matrix on the same pattern keeps the prolongators. PETSc's own smoother and threshold
-# measured best on 3D P1 Poisson (docs/parallel.md: a threshold of 0.01 halves the iterations
-# but costs more in set-up than it saves); on vector problems (block size > 1) a threshold of
-# 0.01 took 3D elasticity at 1M dofs from 36 to 22 iterations for 4% more set-up, so it is the
-# default there (GAMG_BLOCK_DEFAULTS), with aggressive coarsening on the first two levels instead
-# of one: 26 iterations instead of 22, but smaller Galerkin products, which is what does not
-# scale on MPIAIJ (2 ranks: 24.6 s instead of 31.4 s; 1 rank: 42.8 s instead of 46.3 s). On scalar problems the aggressive first coarsening by
-# MIS-2 instead of squaring the graph (GAMG_SCALAR_DEFAULTS) saved set-up on 1 and 2 ranks (the
-# squared graph's symbolic product does not scale), for 22 iterations instead of 20 on Poisson
-# at 1M dofs; on elasticity it cost iterations and was slower on 2 ranks, so it stays scalar only.
+# GAMG options set before petsc_options and the command line (which override them); figures
+# in docs/parallel.md. What matters most is the block size (LinearSolver(block_size=...)): GAMG
+# then aggregates nodes. A new matrix on the same pattern keeps the prolongators.
+# Vector problems (GAMG_BLOCK_DEFAULTS): a threshold of 0.01 took 3D elasticity at 1M dofs from
+# 36 to 22 iterations for 4% more set-up, and aggressive coarsening on two levels gives smaller
+# Galerkin products, which scale worst on MPIAIJ (26 iterations; 2 ranks 24.6 s instead of
+# 31.4 s, 1 rank 42.8 s instead of 46.3 s).
+# Scalar problems (GAMG_SCALAR_DEFAULTS): the threshold halves Poisson's iterations but costs
+# more set-up than it saves; MIS-2 coarsening instead of squaring the graph (whose symbolic
+# product does not scale) saved set-up on 1 and 2 ranks for 22 iterations instead of 20.
 GAMG_DEFAULTS: dict[str, str] = {
     "pc_gamg_reuse_interpolation": "true",
 }
