@@ -448,7 +448,9 @@ def linear(X, geo, dphig, affine, dofs, ncomp, phi, dphi, w, S, F, mode, out_glo
 
 @njit(cache=True, inline="always")
 def _simplex_det(X, geo, e, dim):
-    """|det J| of triangle (dim 2) or tetrahedron (dim 3) e, from its vertex differences."""
+    """|det J| of triangle (dim 2) or tetrahedron (dim 3) e, from its vertex differences.
+    `_simplex_geometry(...)[0]` gives the same number but, called per cell with its padded
+    products, made the load kernel 3x slower (measured on 6M tetrahedra)."""
     v0 = geo[e, 0]
     if dim == 2:
         v1, v2 = geo[e, 1], geo[e, 2]
