@@ -680,19 +680,22 @@ def simplex_tensor(form, phi, dphi, w):
 _SIMPLEX_KERNELS: dict = {}
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _simplex_geometry2(X, geo, e):
-    """|det J| and the products r_s . r_t (s <= t) of the rows r_s = det J inv(J)[s] of a triangle."""
+    """(|det J|, then the products r_s . r_t (s <= t) of the rows r_s = det J inv(J)[s]) of a
+    triangle, padded with zeros to the seven numbers of a tetrahedron. One flat tuple: Numba's
+    parfor analysis rejects a nested one once inlined into a prange kernel."""
     v0, v1, v2 = geo[e, 0], geo[e, 1], geo[e, 2]
     a0 = X[v1, 0] - X[v0, 0]
     a1 = X[v1, 1] - X[v0, 1]
     b0 = X[v2, 0] - X[v0, 0]
     b1 = X[v2, 1] - X[v0, 1]
     # rows of det J inv(J): (b1, -b0), (-a1, a0)
-    return abs(a0 * b1 - a1 * b0), (b1 * b1 + b0 * b0, -(b1 * a1 + b0 * a0), a1 * a1 + a0 * a0)
+    return (abs(a0 * b1 - a1 * b0), b1 * b1 + b0 * b0, -(b1 * a1 + b0 * a0), a1 * a1 + a0 * a0,
+            0.0, 0.0, 0.0)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _simplex_geometry3(X, geo, e):
     """As `_simplex_geometry2` for a tetrahedron."""
     v0, v1, v2, v3 = geo[e, 0], geo[e, 1], geo[e, 2], geo[e, 3]
@@ -705,19 +708,20 @@ def _simplex_geometry3(X, geo, e):
     q0, q1, q2 = c1 * a2 - c2 * a1, c2 * a0 - c0 * a2, c0 * a1 - c1 * a0
     u0, u1, u2 = a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0
     det = abs(a0 * p0 + a1 * p1 + a2 * p2)
-    return det, (p0 * p0 + p1 * p1 + p2 * p2, p0 * q0 + p1 * q1 + p2 * q2, p0 * u0 + p1 * u1 + p2 * u2,
-                 q0 * q0 + q1 * q1 + q2 * q2, q0 * u0 + q1 * u1 + q2 * u2, u0 * u0 + u1 * u1 + u2 * u2)
+    return (det, p0 * p0 + p1 * p1 + p2 * p2, p0 * q0 + p1 * q1 + p2 * q2, p0 * u0 + p1 * u1 + p2 * u2,
+            q0 * q0 + q1 * q1 + q2 * q2, q0 * u0 + q1 * u1 + q2 * u2, u0 * u0 + u1 * u1 + u2 * u2)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _simplex_geometry(X, geo, e, dim):
-    """Either of the above, the 2D products padded to six so both branches have one type. The
+    """Either of the above (both branches have one type). The
     kernels below call it by its global name with `dim` a constant of the closure: a captured
     dispatcher would pickle differently in every process, and Numba keys the on-disk cache of
-    a closure on the pickled captured values, so the kernel was recompiled by every process."""
+    a closure on the pickled captured values, so the kernel was recompiled by every process.
+    Inlined (Numba IR), so that the branch on the constant `dim` folds away: called, it made
+    3D P1 re-assembly 2.5x slower (the padded tuple returned through memory, no inlining)."""
     if dim == 2:
-        det, r = _simplex_geometry2(X, geo, e)
-        return det, (r[0], r[1], r[2], 0.0, 0.0, 0.0)
+        return _simplex_geometry2(X, geo, e)
     return _simplex_geometry3(X, geo, e)
 
 
@@ -759,8 +763,8 @@ def _make_simplex_kernel(dim, nb, ncomp, is_mass, A):
                 for k in range(t, cnt, T):
                     e0 = (chunk_order[lo + k] if scatter else k) * size
                     for e in range(e0, min(e0 + size, ne)):
-                        det, r = _simplex_geometry(X, geo, e, dim)
-                        s = coef[e] * det if is_mass else coef[e] / det
+                        g = _simplex_geometry(X, geo, e, dim)  # |det J|, then the r_s . r_t
+                        s = coef[e] * g[0] if is_mass else coef[e] / g[0]
                         if not scatter:
                             local[e, :, :] = 0.0
                         for a in range(nb):
@@ -770,7 +774,7 @@ def _make_simplex_kernel(dim, nb, ncomp, is_mass, A):
                                     v = A[0, a, b]
                                 else:
                                     for p in range(npairs):
-                                        v += r[p] * A[p, a, b]
+                                        v += g[1 + p] * A[p, a, b]
                                 v *= s
                                 for c in range(ncomp):
                                     i = a * ncomp + c
