@@ -718,8 +718,9 @@ def _simplex_geometry(X, geo, e, dim):
     kernels below call it by its global name with `dim` a constant of the closure: a captured
     dispatcher would pickle differently in every process, and Numba keys the on-disk cache of
     a closure on the pickled captured values, so the kernel was recompiled by every process.
-    Inlined (Numba IR), so that the branch on the constant `dim` folds away: called, it made
-    3D P1 re-assembly 2.5x slower (the padded tuple returned through memory, no inlining)."""
+    Inlined (Numba IR), so that the branch on the constant `dim` folds away and the tuple is
+    not returned through memory: 3D P1 re-assembly 42-49 ms called, 36-37 ms inlined (1M cells,
+    one thread)."""
     if dim == 2:
         return _simplex_geometry2(X, geo, e)
     return _simplex_geometry3(X, geo, e)
