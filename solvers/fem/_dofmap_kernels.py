@@ -106,20 +106,22 @@ def _row_incidence(nodes, lo, hi, nthreads):
     within a row. A counting sort over cell chunks, one per thread: each thread counts its chunk's
     entries per row, and its offsets in a row follow those of the chunks before it."""
     ne, nb = nodes.shape
-    start, ptr = _incidence_offsets(nodes, lo, hi, nthreads)
+    # the per-chunk offsets take chunks * rows int64: at most about the size of the incidence
+    chunks = max(1, min(nthreads, ne * nb // max(1, 2 * (hi - lo))))
+    start, ptr = _incidence_offsets(nodes, lo, hi, chunks)
     inc = np.empty(ptr[-1], dtype=np.int32 if ne * nb < 2**31 else np.int64)
-    _incidence_fill(nodes, lo, hi, start, inc, nthreads)
+    _incidence_fill(nodes, lo, hi, start, inc, chunks)
     return ptr, inc
 
 
 @njit(cache=True, parallel=True)
-def _incidence_offsets(nodes, lo, hi, nthreads):
-    """start (nthreads, nr): where chunk t writes its first entry of row r; ptr (nr+1,)."""
+def _incidence_offsets(nodes, lo, hi, chunks):
+    """start (chunks, nr): where chunk t writes its first entry of row r; ptr (nr+1,)."""
     ne, nb = nodes.shape
     nr = hi - lo
-    chunk = (ne + nthreads - 1) // nthreads
-    start = np.zeros((nthreads, nr), dtype=np.int64)
-    for t in prange(nthreads):
+    chunk = (ne + chunks - 1) // chunks
+    start = np.zeros((chunks, nr), dtype=np.int64)
+    for t in prange(chunks):
         for e in range(t * chunk, min(ne, (t + 1) * chunk)):
             for i in range(nb):
                 r = nodes[e, i]
@@ -128,7 +130,7 @@ def _incidence_offsets(nodes, lo, hi, nthreads):
     ptr = np.zeros(nr + 1, dtype=np.int64)
     for r in range(nr):
         pos = ptr[r]
-        for t in range(nthreads):
+        for t in range(chunks):
             c = start[t, r]
             start[t, r] = pos
             pos += c
@@ -137,10 +139,10 @@ def _incidence_offsets(nodes, lo, hi, nthreads):
 
 
 @njit(cache=True, parallel=True)
-def _incidence_fill(nodes, lo, hi, start, inc, nthreads):
+def _incidence_fill(nodes, lo, hi, start, inc, chunks):
     ne, nb = nodes.shape
-    chunk = (ne + nthreads - 1) // nthreads
-    for t in prange(nthreads):
+    chunk = (ne + chunks - 1) // chunks
+    for t in prange(chunks):
         fill = start[t]
         for e in range(t * chunk, min(ne, (t + 1) * chunk)):
             for i in range(nb):
