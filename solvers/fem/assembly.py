@@ -119,7 +119,6 @@ def _simplex_coefficient(space: Space, tab: Tabulation, form: int, c1) -> np.nda
     """(ne,) per-cell coefficient when the specialized affine-simplex kernel applies (mass or
     diffusion, straight simplices filling their dimension, a coefficient constant in each cell),
     else None: coefficients that vary inside a cell take the generic kernel."""
-    dim = space.mesh.dim
     if form not in (K.FORM_MASS, K.FORM_DIFFUSION) or not _affine_simplex(space, tab):
         return None
     if c1.shape[1] == 1 or c1.strides[1] == 0:
