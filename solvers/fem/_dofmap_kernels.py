@@ -260,3 +260,69 @@ def owned_pattern(nodes, n_local, lo, hi, colmap, nc, nthreads):
     _mark_foreign_rows(nodes, lo, hi, nc, dmap, nthreads)
     _fill(nodes, n_local, lo, hi, ptr, inc, nptr, int(length.max(initial=0)), colmap, nc, indices, dmap, nthreads)
     return indptr, indices, dmap
+
+
+def symmetric_scatter(indptr, indices, dmap, nb, nc, dof_lo):
+    """Scatter map of a symmetric form with the identity across components (mass, diffusion):
+    each coupling is added once, into the upper triangle, and a mirror pass copies it below.
+
+    indptr, indices, dmap: `owned_pattern` of this rank's rows, global dofs dof_lo, dof_lo+1, ...
+    Returns (smap, mlo, diag, mptr, src):
+    smap (ne, nb(nb+1)/2 * nc): for local nodes a <= b (row-major) and component c, the position
+      of the coupling of dofs (a, c) and (b, c): the upper-triangle one (row < column) where this
+      rank owns that row, else the one in the row it owns, -1 where it owns neither;
+    per owned row r, the entries mlo[r]..diag[r]-1 are those below the diagonal in owned columns:
+      they are filled from src[mptr[r]:mptr[r+1]], their mirror images (`mirror_lower`), and are
+      the only ones the scatter does not write.
+    """
+    smap = _symmetric_map(dmap, indices, nb, nc)
+    mlo, diag = _lower_ranges(indptr, indices, dof_lo)
+    mptr = np.zeros(len(mlo) + 1, dtype=np.int64)
+    np.cumsum(diag - mlo, out=mptr[1:])
+    src = np.empty(mptr[-1], dtype=indices.dtype)
+    _mirror_sources(indptr, indices, dof_lo, mlo, diag, mptr, src)
+    return smap, mlo, diag, mptr, src
+
+
+@njit(cache=True, parallel=True)
+def _symmetric_map(dmap, indices, nb, nc):
+    ne = dmap.shape[0]
+    nbd = nb * nc
+    smap = np.empty((ne, nb * (nb + 1) // 2 * nc), dtype=dmap.dtype)
+    for e in prange(ne):
+        m = 0
+        for a in range(nb):
+            for b in range(a, nb):
+                for c in range(nc):
+                    i = a * nc + c
+                    j = b * nc + c
+                    pij = dmap[e, i * nbd + j]  # in the row of dof i, at the column of dof j
+                    pji = dmap[e, j * nbd + i]
+                    if pij >= 0 and (pji < 0 or indices[pji] <= indices[pij]):
+                        smap[e, m] = pij
+                    else:
+                        smap[e, m] = pji
+                    m += 1
+    return smap
+
+
+@njit(cache=True, parallel=True)
+def _lower_ranges(indptr, indices, dof_lo):
+    n = indptr.shape[0] - 1
+    mlo = np.empty(n, dtype=np.int64)
+    diag = np.empty(n, dtype=np.int64)
+    for r in prange(n):
+        a, b = indptr[r], indptr[r + 1]
+        mlo[r] = a + np.searchsorted(indices[a:b], dof_lo)
+        diag[r] = a + np.searchsorted(indices[a:b], dof_lo + r)
+    return mlo, diag
+
+
+@njit(cache=True, parallel=True)
+def _mirror_sources(indptr, indices, dof_lo, mlo, diag, mptr, src):
+    for r in prange(mlo.shape[0]):
+        g = dof_lo + r
+        for k in range(mlo[r], diag[r]):
+            c = indices[k] - dof_lo  # an owned row, above this one
+            a, b = indptr[c], indptr[c + 1]
+            src[mptr[r] + k - mlo[r]] = a + np.searchsorted(indices[a:b], g)

@@ -726,35 +726,37 @@ def _simplex_geometry(X, geo, e, dim):
     return _simplex_geometry3(X, geo, e)
 
 
-def simplex_kernel(dim, nb, ncomp, form, A):
+def simplex_kernel(dim, nb, ncomp, form, A, symmetric=False):
     """Mass (form FORM_MASS) or diffusion (FORM_DIFFUSION) on affine simplices (dim 2 or 3, the
     vertex order of the reference cell: J[:, t] = x_{t+1} - x_0) with a coefficient constant
     per cell, specialized on (dim, nb, ncomp) and on the reference tensor A (from
     `simplex_tensor`), which is compiled in as a constant. Returns the Numba function
 
-        kernel(X, geo, coef, dmap, data, local, chunk_order, color_ptr, size, T)
+        kernel(X, geo, coef, smap, data, local, chunk_order, color_ptr, size, T)
 
-    X (n_points, dim), geo (ne, dim+1) vertices, coef (ne,) (any strides); dmap/data/local/T
-    as in `bilinear` (scatter-add into data when dmap is non-empty, else write local
-    (ne, nbd, nbd)). Cells are taken in chunks of `size` consecutive cells, colour by colour
-    (chunk_order, color_ptr from `chunk_coloring`), each cell of a chunk in turn, so that the
-    scatter finds the rows of the previous cells in cache. Entries between different
-    components are zero and are not touched when scattering."""
-    key = (dim, nb, ncomp, form, A.shape, A.tobytes())
+    X (n_points, dim), geo (ne, dim+1) vertices, coef (ne,) (any strides); smap the pattern's
+    dmap (ne, nbd*nbd) (both triangles scatter-added) or, for `symmetric` kernels, the map of
+    `_dofmap_kernels.symmetric_scatter` (each coupling added once, `mirror_lower` completes
+    data); empty to write local (ne, nbd, nbd) instead; T threads. data must be zero where it is
+    scattered into (`zero_unmirrored`). Cells are taken in chunks of `size` consecutive
+    cells, colour by colour (chunk_order, color_ptr from `chunk_coloring`), each cell of a
+    chunk in turn, so that the scatter finds the rows of the previous cells in cache. Entries
+    between different components are zero and are not touched when scattering."""
+    key = (dim, nb, ncomp, form, A.shape, A.tobytes(), bool(symmetric))
     if key not in _SIMPLEX_KERNELS:
-        _SIMPLEX_KERNELS[key] = _make_simplex_kernel(dim, nb, ncomp, form == FORM_MASS, A.copy())
+        _SIMPLEX_KERNELS[key] = _make_simplex_kernel(dim, nb, ncomp, form == FORM_MASS, A.copy(), bool(symmetric))
     return _SIMPLEX_KERNELS[key]
 
 
-def _make_simplex_kernel(dim, nb, ncomp, is_mass, A):
+def _make_simplex_kernel(dim, nb, ncomp, is_mass, A, sym):
     nbd = nb * ncomp
     npairs = A.shape[0]
 
     @njit(cache=True, parallel=True, fastmath=True)
-    def kernel(X, geo, coef, dmap, data, local, chunk_order, color_ptr, size, T):
+    def kernel(X, geo, coef, smap, data, local, chunk_order, color_ptr, size, T):
         ne = geo.shape[0]
         nchunks = (ne + size - 1) // size
-        scatter = dmap.shape[0] > 0
+        scatter = smap.shape[0] > 0
         ncol = color_ptr.shape[0] - 1 if scatter else 1
         for col in range(ncol):
             lo = color_ptr[col] if scatter else 0
@@ -768,6 +770,7 @@ def _make_simplex_kernel(dim, nb, ncomp, is_mass, A):
                         s = coef[e] * g[0] if is_mass else coef[e] / g[0]
                         if not scatter:
                             local[e, :, :] = 0.0
+                        m = 0  # index of (a, b, c) in smap
                         for a in range(nb):
                             for b in range(a, nb):
                                 v = 0.0
@@ -780,12 +783,13 @@ def _make_simplex_kernel(dim, nb, ncomp, is_mass, A):
                                 for c in range(ncomp):
                                     i = a * ncomp + c
                                     j = b * ncomp + c
-                                    if scatter:
-                                        pos = dmap[e, i * nbd + j]
-                                        if pos >= 0:  # -1: a row that another rank owns
+                                    if scatter:  # -1: rows that other ranks own
+                                        pos = smap[e, m] if sym else smap[e, i * nbd + j]
+                                        if pos >= 0:
                                             data[pos] += v
-                                        if b != a:
-                                            pos = dmap[e, j * nbd + i]
+                                        m += 1
+                                        if not sym and b != a:
+                                            pos = smap[e, j * nbd + i]
                                             if pos >= 0:
                                                 data[pos] += v
                                     else:
@@ -793,3 +797,22 @@ def _make_simplex_kernel(dim, nb, ncomp, is_mass, A):
                                         local[e, j, i] = v
 
     return kernel
+
+
+@njit(cache=True, parallel=True)
+def zero_unmirrored(indptr, mlo, diag, data):
+    """data = 0 on every row r except mlo[r]..diag[r]-1, which `mirror_lower` overwrites."""
+    for r in prange(mlo.shape[0]):
+        data[indptr[r]:mlo[r]] = 0.0
+        data[diag[r]:indptr[r + 1]] = 0.0
+
+
+@njit(cache=True, parallel=True)
+def mirror_lower(mlo, diag, mptr, src, data):
+    """Entries below the diagonal in owned columns copied from their mirror images (see
+    `_dofmap_kernels.symmetric_scatter`): a symmetric scatter adds each coupling once."""
+    for r in prange(mlo.shape[0]):
+        j = mptr[r]
+        for k in range(mlo[r], diag[r]):
+            data[k] = data[src[j]]
+            j += 1

@@ -91,7 +91,8 @@ def _order(space: Space, order, *coefs) -> int | None:
 
 
 # -- matrices -----------------------------------------------------------------------------
-def _new_matrix(space: Space, out) -> sp.csr_matrix:
+def _new_matrix(space: Space, out, zero: bool = True) -> sp.csr_matrix:
+    """A zero CSR matrix on the space's pattern, or `out` checked (and zeroed unless `zero` is False)."""
     indptr, indices, _ = space.pattern
     shape = (space.n_owned, space.n_dofs)
     if out is None:
@@ -99,7 +100,8 @@ def _new_matrix(space: Space, out) -> sp.csr_matrix:
         return sp.csr_matrix((data, indices, indptr), shape=shape)
     if out.shape != shape or out.nnz != len(indices):
         raise ShapeError("out= is not a matrix of this space's pattern; pass one returned by an assembly on it")
-    out.data[:] = 0.0
+    if zero:
+        out.data[:] = 0.0
     return out
 
 
@@ -153,15 +155,27 @@ def _run_mass_or_diffusion(space: Space, tab: Tabulation, form: int, c, out, loc
     if space.distributed:
         coef = coef[space.assembly_cells]
     A = K.simplex_tensor(form, tab.phi, tab.dphi, tab.rule.weights)
-    kernel = K.simplex_kernel(space.mesh.dim, tab.phi.shape[1], space.ncomp, form, A)
+    # P1: each coupling added once, then mirrored (10 instead of 16 additions per tetrahedron).
+    # Higher degrees number edge dofs after the vertices, so mirror images lie far apart and the
+    # mirror pass cost more than it saved (P2 3D 123 -> 155 ms, 2D 45 -> 106 ms, two threads).
+    symmetric = space.degree == 1 and not local
+    kernel = K.simplex_kernel(space.mesh.dim, tab.phi.shape[1], space.ncomp, form, A, symmetric)
     args = (space.mesh.points, space._assembly_geo, coef)
     if local:
         nbd = space.n_cell_dofs
         Ke = np.empty((len(space._assembly_geo), nbd, nbd))
         kernel(*args, _NOMAP, np.zeros(0), Ke, *_NOCOLORS, K._BLOCK, numba.get_num_threads())
         return Ke
-    M = _new_matrix(space, out)
-    kernel(*args, space.pattern[2], M.data, _NOLOCAL, *space.chunk_colors, numba.get_num_threads())
+    M = _new_matrix(space, out, zero=False)
+    indptr = space.pattern[0]
+    if symmetric:
+        smap, mlo, diag, mptr, src = space.symmetric_pattern
+        K.zero_unmirrored(indptr, mlo, diag, M.data)
+        kernel(*args, smap, M.data, _NOLOCAL, *space.chunk_colors, numba.get_num_threads())
+        K.mirror_lower(mlo, diag, mptr, src, M.data)
+    else:
+        K.zero_unmirrored(indptr, indptr[:-1], indptr[:-1], M.data)
+        kernel(*args, space.pattern[2], M.data, _NOLOCAL, *space.chunk_colors, numba.get_num_threads())
     return M
 
 

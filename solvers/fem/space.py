@@ -298,6 +298,15 @@ class Space:
                                              numba.get_num_threads())
 
     @cached_property
+    def symmetric_pattern(self) -> tuple:
+        """(smap, mlo, diag, mptr, src) of `_dofmap_kernels.symmetric_scatter` on `pattern`: the
+        scatter of mass and diffusion, which adds each coupling once (P2 tetrahedra: 55 additions
+        per cell instead of 100) and mirrors it below the diagonal. Built on first use."""
+        indptr, indices, dmap = self.pattern
+        return _dofmap_kernels.symmetric_scatter(indptr, indices, dmap, self.element.n_basis, self.ncomp,
+                                                 self.owned_range[0])
+
+    @cached_property
     def block_pattern(self) -> tuple[np.ndarray, np.ndarray]:
         """(indptr, indices) of the node-level (block) CSR of `pattern`, global node columns: the
         block structure PETSc's BAIJ matrices take (block size ncomp, values as `pattern` stores them)."""
