@@ -262,11 +262,12 @@ def owned_pattern(nodes, n_local, lo, hi, colmap, nc, nthreads):
     return indptr, indices, dmap
 
 
-def symmetric_scatter(indptr, indices, dmap, nb, nc, dof_lo):
+def symmetric_scatter(indptr, indices, dmap, nodes, nc, dof_lo):
     """Scatter map of a symmetric form with the identity across components (mass, diffusion):
     each coupling is added once, into the upper triangle, and a mirror pass copies it below.
 
-    indptr, indices, dmap: `owned_pattern` of this rank's rows, global dofs dof_lo, dof_lo+1, ...
+    indptr, indices, dmap: `owned_pattern` of this rank's rows (global dofs dof_lo, dof_lo+1, ...)
+    over cells with local nodes `nodes` (ne, nb), numbered in global order.
     Returns (smap, mlo, diag, mptr, src):
     smap (ne, nb(nb+1)/2 * nc): for local nodes a <= b (row-major) and component c, the position
       of the coupling of dofs (a, c) and (b, c): the upper-triangle one (row < column) where this
@@ -275,7 +276,7 @@ def symmetric_scatter(indptr, indices, dmap, nb, nc, dof_lo):
       they are filled from src[mptr[r]:mptr[r+1]], their mirror images (`mirror_lower`), and are
       the only ones the scatter does not write.
     """
-    smap = _symmetric_map(dmap, indices, nb, nc)
+    smap = _symmetric_map(dmap, nodes, nc)
     mlo, diag = _lower_ranges(indptr, indices, dof_lo)
     mptr = np.zeros(len(mlo) + 1, dtype=np.int64)
     np.cumsum(diag - mlo, out=mptr[1:])
@@ -285,8 +286,8 @@ def symmetric_scatter(indptr, indices, dmap, nb, nc, dof_lo):
 
 
 @njit(cache=True, parallel=True)
-def _symmetric_map(dmap, indices, nb, nc):
-    ne = dmap.shape[0]
+def _symmetric_map(dmap, nodes, nc):
+    ne, nb = nodes.shape
     nbd = nb * nc
     smap = np.empty((ne, nb * (nb + 1) // 2 * nc), dtype=dmap.dtype)
     for e in prange(ne):
@@ -298,7 +299,8 @@ def _symmetric_map(dmap, indices, nb, nc):
                     j = b * nc + c
                     pij = dmap[e, i * nbd + j]  # in the row of dof i, at the column of dof j
                     pji = dmap[e, j * nbd + i]
-                    if pij >= 0 and (pji < 0 or indices[pji] <= indices[pij]):
+                    # node order is global order: no lookup in `indices` (a cache miss each)
+                    if pij >= 0 and (pji < 0 or nodes[e, a] <= nodes[e, b]):
                         smap[e, m] = pij
                     else:
                         smap[e, m] = pji

@@ -303,7 +303,7 @@ class Space:
         scatter of mass and diffusion, which adds each coupling once (P2 tetrahedra: 55 additions
         per cell instead of 100) and mirrors it below the diagonal. Built on first use."""
         indptr, indices, dmap = self.pattern
-        return _dofmap_kernels.symmetric_scatter(indptr, indices, dmap, self.element.n_basis, self.ncomp,
+        return _dofmap_kernels.symmetric_scatter(indptr, indices, dmap, self._local_nodes[0], self.ncomp,
                                                  self.owned_range[0])
 
     @cached_property

@@ -88,7 +88,7 @@ def test_symmetric_scatter_and_mirror_equal_the_full_scatter_on_owned_rows(nx, n
     colmap = np.arange(n) + int(rng.integers(0, 5))
     lo, hi = np.sort(rng.integers(0, n + 1, 2))
     indptr, indices, dmap = D.owned_pattern(mesh.cells, n, lo, hi, colmap, nc, 1)
-    smap, mlo, diag, mptr, src = D.symmetric_scatter(indptr, indices, dmap, nb, nc, int(colmap[0] + lo) * nc)
+    smap, mlo, diag, mptr, src = D.symmetric_scatter(indptr, indices, dmap, mesh.cells, nc, int(colmap[0] + lo) * nc)
     # symmetric element matrices, the identity across components: S[e, a, b] I_nc
     S = rng.standard_normal((mesh.n_cells, nb, nb))
     S = S + S.transpose(0, 2, 1)
