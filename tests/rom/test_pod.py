@@ -394,3 +394,24 @@ def test_bad_arguments_name_themselves():
     with pytest.raises(ShapeError, match="empty"):
         pod_two_level([])
     assert issubclass(PODArgumentError, RomError)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 40), st.booleans(), st.integers(0, 10**6))
+def test_the_gram_step_split_over_row_slabs_equals_one_product(threads, m, fortran, seed):
+    """X^T X computed slab by slab on `threads` BLAS threads (tall X) is the one-call product
+    to round-off, and exactly symmetric."""
+    from threadpoolctl import threadpool_limits
+
+    from rom.pod import _SPLIT_MIN, _syrk
+
+    rng = np.random.default_rng(seed)
+    n = _SPLIT_MIN // m + int(rng.integers(0, 1000))
+    X = rng.standard_normal((n, m))
+    if fortran:
+        X = np.asfortranarray(X)
+    with threadpool_limits(threads, user_api="blas"):
+        G = _syrk(X)
+    ref = np.einsum("ki,kj->ij", X, X)  # no BLAS
+    np.testing.assert_allclose(G, ref, rtol=0, atol=1e-11 * np.abs(ref).max())
+    assert (G == G.T).all()
