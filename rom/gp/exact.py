@@ -27,7 +27,7 @@ from scipy.linalg import blas, lapack
 from scipy.optimize import minimize
 
 from rom.errors import ParameterError, RomError
-from rom.gp import _fpenv
+from rom import _fpenv
 from rom.gp._linalg import cho_solve, cholesky_jitter
 from rom.gp._validate import check_fitted, check_X, check_y
 from rom.gp.kernels import Kernel, Matern52, Scaled, fused_contract_lower, fused_gram_lower, fused_terms

@@ -397,21 +397,31 @@ def test_bad_arguments_name_themselves():
 
 
 @settings(max_examples=10, deadline=None)
-@given(st.integers(1, 3), st.integers(1, 40), st.booleans(), st.integers(0, 10**6))
-def test_the_gram_step_split_over_row_slabs_equals_one_product(threads, m, fortran, seed):
-    """X^T X computed slab by slab on `threads` BLAS threads (tall X) is the one-call product
-    to round-off, and exactly symmetric."""
+@given(st.integers(1, 3), st.integers(1, 40), st.booleans(), st.booleans(), st.integers(0, 10**6))
+def test_tall_products_by_row_slabs_equal_one_product(threads, m, fortran, pulse, seed):
+    """X^T X, X W and X L^-T computed slab by slab on `threads` BLAS threads, with subnormals
+    flushed, equal the plain products to round-off; X^T X is exactly symmetric. `pulse`:
+    columns decaying through the floating-point range, whose products pass through subnormals."""
     from threadpoolctl import threadpool_limits
 
-    from rom.pod import _SPLIT_MIN, _syrk
+    from rom.pod import _SLAB_MIN, _right_mul_inv_lt, _syrk, _times
 
     rng = np.random.default_rng(seed)
-    n = _SPLIT_MIN // m + int(rng.integers(0, 1000))
-    X = rng.standard_normal((n, m))
+    n = 4 * _SLAB_MIN // m + int(rng.integers(0, 1000))
+    if pulse:
+        x = np.linspace(0, 1, n)[:, None]
+        X = np.exp(-(((x - rng.uniform(0.2, 0.8, m)) / rng.uniform(0.01, 0.05, m)) ** 2))
+    else:
+        X = rng.standard_normal((n, m))
     if fortran:
         X = np.asfortranarray(X)
+    W = rng.standard_normal((m, 7))
+    L = np.linalg.cholesky(np.eye(m) + 0.1 * (lambda B: B @ B.T)(rng.standard_normal((m, m))))
     with threadpool_limits(threads, user_api="blas"):
-        G = _syrk(X)
+        G, XW = _syrk(X), _times(X, W)
+        XL = _right_mul_inv_lt(np.array(X, order="C"), L)  # in place on its argument
     ref = np.einsum("ki,kj->ij", X, X)  # no BLAS
     np.testing.assert_allclose(G, ref, rtol=0, atol=1e-11 * np.abs(ref).max())
     assert (G == G.T).all()
+    np.testing.assert_allclose(XW, np.einsum("ki,ij->kj", X, W), rtol=0, atol=1e-12 * np.abs(XW).max())
+    np.testing.assert_allclose(XL @ L.T, X, rtol=0, atol=1e-12 * np.abs(X).max())

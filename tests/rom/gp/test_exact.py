@@ -189,7 +189,7 @@ def test_products_and_subclasses_keep_the_generic_path():
 def test_subnormals_are_flushed_inside_the_context_only():
     """tiny * tiny is subnormal in IEEE arithmetic; with flush-to-zero it is 0, and the thread's
     MXCSR is restored on exit (also after an exception)."""
-    from rom.gp import _fpenv
+    from rom import _fpenv
 
     if not _fpenv.available:  # the claim is about x86-64 Linux; elsewhere nothing is changed
         assert not _fpenv.available

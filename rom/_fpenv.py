@@ -1,4 +1,6 @@
-"""Subnormal numbers flushed to zero on the calling thread, for LAPACK on a nearly diagonal K.
+"""Subnormal numbers flushed to zero on the calling thread: LAPACK on a nearly diagonal GP
+covariance (rom.gp.exact), the POD's products with snapshots that decay through the whole
+floating-point range (rom.pod).
 
 A covariance whose length scale is short against the spacing of the inputs (an optimizer
 restart drawn near the lower bound) has off-diagonal values that decay through the whole
@@ -55,14 +57,24 @@ def flush_subnormals():
     """Flush-to-zero on this thread and BLAS/LAPACK on this thread only, restored on exit."""
     from threadpoolctl import threadpool_limits
 
+    with threadpool_limits(1, user_api="blas"), flushed_on_this_thread():
+        yield
+
+
+@contextlib.contextmanager
+def flushed_on_this_thread():
+    """Flush-to-zero and denormals-are-zero on the calling thread only, restored on exit; a
+    no-op where `available` is False. BLAS calls made here keep IEEE subnormals in any worker
+    thread they spread to: callers run them on one BLAS thread."""
+    if not available:
+        yield
+        return
     buf = ctypes.create_string_buffer(_FENV_BYTES)
     _LIBM.fegetenv(buf)
     saved = buf.raw
     mx = int.from_bytes(saved[_MXCSR_OFFSET:_MXCSR_OFFSET + 4], "little") | _FTZ_DAZ
-    flushed = saved[:_MXCSR_OFFSET] + mx.to_bytes(4, "little") + saved[_MXCSR_OFFSET + 4:]
-    with threadpool_limits(1, user_api="blas"):
-        _set(flushed)
-        try:
-            yield
-        finally:
-            _set(saved)
+    _set(saved[:_MXCSR_OFFSET] + mx.to_bytes(4, "little") + saved[_MXCSR_OFFSET + 4:])
+    try:
+        yield
+    finally:
+        _set(saved)
