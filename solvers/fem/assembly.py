@@ -155,10 +155,12 @@ def _run_mass_or_diffusion(space: Space, tab: Tabulation, form: int, c, out, loc
     if space.distributed:
         coef = coef[space.assembly_cells]
     A = K.simplex_tensor(form, tab.phi, tab.dphi, tab.rule.weights)
-    # P1: each coupling added once, then mirrored (10 instead of 16 additions per tetrahedron).
-    # Higher degrees number edge dofs after the vertices, so mirror images lie far apart and the
-    # mirror pass cost more than it saved (P2 3D 123 -> 155 ms, 2D 45 -> 106 ms, two threads).
-    symmetric = space.degree == 1 and not local
+    # P1 re-assembly: each coupling added once, then mirrored (10 instead of 16 additions per
+    # tetrahedron). Not for the first matrix of a space: building the map costs about three
+    # fills, which one assembly does not win back. Higher degrees number edge dofs after the
+    # vertices, so mirror images lie far apart and the mirror pass cost more than it saved
+    # (P2 3D 123 -> 155 ms, 2D 45 -> 106 ms, two threads).
+    symmetric = space.degree == 1 and not local and space.fast_fills > 0
     kernel = K.simplex_kernel(space.mesh.dim, tab.phi.shape[1], space.ncomp, form, A, symmetric)
     args = (space.mesh.points, space._assembly_geo, coef)
     if local:
@@ -167,6 +169,7 @@ def _run_mass_or_diffusion(space: Space, tab: Tabulation, form: int, c, out, loc
         kernel(*args, _NOMAP, np.zeros(0), Ke, *_NOCOLORS, K._BLOCK, numba.get_num_threads())
         return Ke
     M = _new_matrix(space, out, zero=False)
+    space.fast_fills += 1
     indptr = space.pattern[0]
     if symmetric:
         smap, mlo, diag, mptr, src = space.symmetric_pattern

@@ -84,6 +84,7 @@ class Space:
             raise MeshError("the mesh has no cells; a space needs at least one")
         self.mesh = mesh
         self.degree = int(degree)
+        self.fast_fills = 0  # mass/diffusion matrices filled by the simplex kernel (assembly.py)
         self.shape = tuple(int(s) for s in shape)
         if len(self.shape) > 1:
             raise ShapeError(f"shape={shape}: only scalar () and vector (ncomp,) spaces exist")
@@ -300,8 +301,8 @@ class Space:
     @cached_property
     def symmetric_pattern(self) -> tuple:
         """(smap, mlo, diag, mptr, src) of `_dofmap_kernels.symmetric_scatter` on `pattern`: the
-        scatter of mass and diffusion, which adds each coupling once (P2 tetrahedra: 55 additions
-        per cell instead of 100) and mirrors it below the diagonal. Built on first use."""
+        P1 scatter of mass and diffusion, which adds each coupling once (10 additions per
+        tetrahedron instead of 16) and mirrors it below the diagonal. Built on first use."""
         indptr, indices, dmap = self.pattern
         return _dofmap_kernels.symmetric_scatter(indptr, indices, dmap, self._local_nodes[0], self.ncomp,
                                                  self.owned_range[0])
