@@ -770,7 +770,7 @@ def _make_simplex_kernel(dim, nb, ncomp, is_mass, A, sym):
                         s = coef[e] * g[0] if is_mass else coef[e] / g[0]
                         if not scatter:
                             local[e, :, :] = 0.0
-                        m = 0  # index of (a, b, c) in smap
+                        m = 0  # index of (a, b, c) in the symmetric map
                         for a in range(nb):
                             for b in range(a, nb):
                                 v = 0.0
@@ -787,8 +787,9 @@ def _make_simplex_kernel(dim, nb, ncomp, is_mass, A, sym):
                                         pos = smap[e, m] if sym else smap[e, i * nbd + j]
                                         if pos >= 0:
                                             data[pos] += v
-                                        m += 1
-                                        if not sym and b != a:
+                                        if sym:
+                                            m += 1
+                                        elif b != a:
                                             pos = smap[e, j * nbd + i]
                                             if pos >= 0:
                                                 data[pos] += v
