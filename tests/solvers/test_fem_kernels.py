@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numba
 import numpy as np
+import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -243,3 +244,33 @@ def test_simplex_kernels_load_from_the_disk_cache_in_a_new_process(tmp_path):
                            check=True).stdout.split() for _ in range(2)]
     hits, misses, n = map(int, runs[1])
     assert n == 4 and misses == 0 and hits == n, runs
+
+
+def test_prefetch_hint_changes_no_value_and_refuses_what_it_cannot_address():
+    from numba import njit
+    from numba.core.errors import TypingError
+
+    from solvers.fem._prefetch import prefetch_write
+
+    @njit
+    def scatter(data, pos, val):
+        for k in range(pos.shape[0]):
+            if k + 4 < pos.shape[0]:
+                prefetch_write(data, pos[k + 4])
+            data[pos[k]] += val[k]
+
+    rng = np.random.default_rng(3)
+    pos = rng.integers(0, 1000, 5000)
+    val = rng.standard_normal(5000)
+    data = np.zeros(1000)
+    scatter(data, pos, val)
+    ref = np.zeros(1000)
+    np.add.at(ref, pos, val)  # same order of additions per slot, so bitwise equal
+    np.testing.assert_array_equal(data, ref)
+
+    @njit
+    def on_2d(a):
+        prefetch_write(a, 0)
+
+    with pytest.raises(TypingError):
+        on_2d(np.zeros((2, 2)))
