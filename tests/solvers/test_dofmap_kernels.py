@@ -49,17 +49,21 @@ def test_owners_numbering_and_touching_cells_match_numpy(nx, ny, nparts, seed):
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.integers(1, 6), st.integers(1, 6), st.integers(1, 3), st.integers(1, 3), st.integers(0, 10**6))
-def test_owned_rows_pattern_and_scatter_map_match_a_coo_reference(nx, ny, nc, nthreads, seed):
+@given(st.integers(1, 6), st.integers(1, 6), st.integers(1, 3), st.integers(1, 3), st.integers(0, 10**6),
+       st.sampled_from(["rows", "cells", None]), st.booleans())
+def test_owned_rows_pattern_and_scatter_map_match_a_coo_reference(nx, ny, nc, nthreads, seed, by, p2):
     """Rows lo..hi of the pattern, in a compact local numbering mapped back by colmap; the
-    incidence and the row sweeps split over 1-3 chunks give the same arrays."""
+    incidence and the row sweeps split over 1-3 chunks give the same arrays; the scatter map
+    written row by row or cell by cell is the same (P1 or P2 triangles)."""
     rng = np.random.default_rng(seed)
     mesh = rectangle(nx, ny)
-    n = mesh.n_points
+    space = Space(mesh, 2 if p2 else 1)
+    cells = space.cell_nodes
+    n = space.n_nodes
     colmap = np.sort(rng.choice(3 * n, n, replace=False))  # increasing global ids of local nodes
     lo, hi = np.sort(rng.integers(0, n + 1, 2))
-    indptr, indices, dmap = D.owned_pattern(mesh.cells, n, lo, hi, colmap, nc, nthreads)
-    gdofs = (colmap[mesh.cells][:, :, None] * nc + np.arange(nc)).reshape(mesh.n_cells, -1)
+    indptr, indices, dmap = D.owned_pattern(cells, n, lo, hi, colmap, nc, nthreads, by=by)
+    gdofs = (colmap[cells][:, :, None] * nc + np.arange(nc)).reshape(mesh.n_cells, -1)
     R = _reference_pattern(gdofs, 3 * n * nc)
     rows = colmap[lo:hi, None] * nc + np.arange(nc)
     Rs = R[rows.ravel()]
