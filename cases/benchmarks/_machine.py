@@ -42,16 +42,21 @@ def machine_info(gemm_n: int = 4000, copy_mb: int = 400) -> dict:
     return _LAST
 
 
-@functools.lru_cache(maxsize=None)
-def _measure(gemm_n: int, copy_mb: int) -> dict:
+def gemm_gflops(n: int = 4000, repeat: int = 3) -> float:
+    """GFLOP/s of numpy matmul of two square n x n float64 matrices (2 n^3 / t, best of
+    `repeat`), measured now, not cached: for ratios against a kernel timed next to it, since
+    this machine's speed moves within minutes."""
     rng = np.random.default_rng(0)
-    A = rng.standard_normal((gemm_n, gemm_n))
-    B = rng.standard_normal((gemm_n, gemm_n))
+    A = rng.standard_normal((n, n))
+    B = rng.standard_normal((n, n))
     C = np.empty_like(A)
     A @ B  # warm-up: threads started, pages touched
-    t = _best(lambda: np.matmul(A, B, out=C))
-    gflops = 2.0 * gemm_n**3 / t / 1e9
-    del A, B, C
+    return 2.0 * n**3 / _best(lambda: np.matmul(A, B, out=C), repeat) / 1e9
+
+
+@functools.lru_cache(maxsize=None)
+def _measure(gemm_n: int, copy_mb: int) -> dict:
+    gflops = gemm_gflops(gemm_n)
     n = copy_mb * 2**20 // 8
     src = np.ones(n)
     dst = np.empty_like(src)

@@ -17,7 +17,9 @@ block by block, never whole) and reports its peak memory in blocks.
 
 Goals (DESIGN.md JSON): gram_vs_gemm (Gram GFLOP/s over the GEMM GFLOP/s measured
 in this run, >= 0.8; the Gram flops are n m (m + 1), what the symmetric rank-k
-update performs), pod_vs_gram (whole POD over the Gram step, <= 1.5), both on the
+update performs; the GEMM rate is the best of square GEMMs timed between the
+Gram timings, the best of those, as this machine's speed drifts within minutes;
+the ratio to the start-of-run rate stays in the rows), pod_vs_gram (whole POD over the Gram step, <= 1.5), both on the
 largest matrix (1e6 x 500; the issue names one per size only for pyMOR), with every
 size's values in the rows (`gemm_fraction`, `pod_vs_gram`); pod_vs_pymor (pyMOR
 seconds over romtk seconds at equal or better accuracy, >= 1, one per size),
@@ -41,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info, write_json  # noqa: E402
+from _machine import gemm_gflops, machine_info, write_json  # noqa: E402
 
 from rom.parallel import Comm  # noqa: E402
 from rom.pod import InnerProduct, pod, pod_streaming  # noqa: E402
@@ -172,7 +174,8 @@ def pymor_child(n: int, m: int) -> int:
     return 0
 
 
-def bench_size(n: int, m: int, gemm: float, rows: list, goals: list, skip_numpy_svd: bool, headline: bool):
+def bench_size(n: int, m: int, gemm: float, rows: list, goals: list, skip_numpy_svd: bool, headline: bool,
+               gemm_n: int = 4000):
     """One snapshot matrix; `headline`: its Gram-rate and POD-over-Gram ratios are the goals."""
     case = f"{n:.0e}x{m}".replace("+0", "").replace("+", "")
     x = np.linspace(0.0, 1.0, n)
@@ -208,13 +211,18 @@ def bench_size(n: int, m: int, gemm: float, rows: list, goals: list, skip_numpy_
 
     ip = InnerProduct(None, n, comm)
     ip.gram(S)  # warm-up (threads, code paths)
-    t_gram = np.inf
+    # GEMM timed between the Gram timings, best of each: the machine's speed drifts by up to
+    # 1.5x within minutes, so a rate measured at the start of the run biases the ratio
+    t_gram, gemm_near = np.inf, 0.0
     for _ in range(3):
+        gemm_near = max(gemm_near, gemm_gflops(gemm_n, repeat=2))
         _, t, mem = timed(lambda: ip.gram(S))
         t_gram = min(t_gram, t)
+    gemm_near = max(gemm_near, gemm_gflops(gemm_n, repeat=2))
     gram_gflops = n * m * (m + 1) / t_gram / 1e9
     add("romtk", "gram_step", t_gram, mem, None, None, gflops=round(gram_gflops, 2),
-        gemm_fraction=round(gram_gflops / gemm, 3))
+        gemm_gflops_adjacent=round(gemm_near, 2), gemm_fraction=round(gram_gflops / gemm_near, 3),
+        gemm_fraction_run_start=round(gram_gflops / gemm, 3))
 
     for method in ("snapshots", "svd", "randomized"):
         best = None
@@ -257,8 +265,9 @@ def bench_size(n: int, m: int, gemm: float, rows: list, goals: list, skip_numpy_
     t_pod = results[("romtk", "snapshots")][0]["seconds"]
     results[("romtk", "snapshots")][0]["pod_vs_gram"] = round(t_pod / t_gram, 3)
     if headline:
-        goals.append({"name": "gram_vs_gemm", "case": case, "value": round(gram_gflops / gemm, 3), "target": 0.8,
-                      "op": ">=", "met": bool(gram_gflops / gemm >= 0.8)})
+        ratio = gram_gflops / gemm_near
+        goals.append({"name": "gram_vs_gemm", "case": case, "value": round(ratio, 3), "target": 0.8,
+                      "op": ">=", "met": bool(ratio >= 0.8), "gemm_gflops": round(gemm_near, 2)})
         goals.append({"name": "pod_vs_gram", "case": case, "value": round(t_pod / t_gram, 3), "target": 1.5,
                       "op": "<=", "met": bool(t_pod / t_gram <= 1.5)})
     if ("pymor", "pod") in results:
@@ -305,14 +314,15 @@ def main(argv=None):
     if args.pymor_child:
         return pymor_child(*args.pymor_child)
 
-    info = machine_info(gemm_n=2000 if args.quick else 4000)
+    gemm_n = 2000 if args.quick else 4000
+    info = machine_info(gemm_n=gemm_n)
     gemm = info["gemm_gflops"]
     print(f"machine: {info['cpus']} cpus, GEMM {gemm:.1f} GFLOP/s, copy bandwidth {info['bandwidth_gbs']:.1f} GB/s")
     sizes = [(20000, 100), (20000, 300)] if args.quick else [(100000, 100), (100000, 500), (1000000, 100),
                                                                 (1000000, 500)]
     rows, goals = [], []
     for n, m in sizes:
-        bench_size(n, m, gemm, rows, goals, skip_numpy_svd=False, headline=(n, m) == sizes[-1])
+        bench_size(n, m, gemm, rows, goals, skip_numpy_svd=False, headline=(n, m) == sizes[-1], gemm_n=gemm_n)
     print("per size (the goals are those of the largest):")
     for r in rows:
         if "gemm_fraction" in r or "pod_vs_gram" in r:
