@@ -9,6 +9,50 @@ from numba import njit, prange
 
 
 @njit(cache=True)
+def number_edges(cells, ends, n, lst, out, cols, offset):
+    """Number the edges of the cells and write their nodes: out[e, cols[l]] = offset + id of
+    local edge l of cell e (nothing where cols[l] < 0), whose vertices are cells[e, ends[l, 0]] and cells[e, ends[l, 1]];
+    returns the number of edges. Ids follow the lower vertex, then first appearance.
+
+    Linear time and little memory (five arrays of n or ne*nl entries): bucket the cell edges by
+    their lower vertex (a counting sort into lst (ne*nl,), int32 or int64), then a marker on the
+    upper vertex finds each edge's first appearance in its bucket. Writing `out` in place saves
+    the (ne, nl) id arrays and the stacking of a numpy route (2D P2 on 2M triangles: 0.28 s for
+    the ids alone, of which half were numpy temporaries)."""
+    ne = cells.shape[0]
+    nl = ends.shape[0]
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    for e in range(ne):
+        for l in range(nl):
+            ptr[min(cells[e, ends[l, 0]], cells[e, ends[l, 1]]) + 1] += 1
+    for v in range(n):
+        ptr[v + 1] += ptr[v]
+    fill = ptr[:n].copy()
+    for e in range(ne):
+        for l in range(nl):
+            v = min(cells[e, ends[l, 0]], cells[e, ends[l, 1]])
+            lst[fill[v]] = e * nl + l
+            fill[v] += 1
+    marker = fill  # reused: one entry per vertex, the bucket last seen at each upper vertex
+    marker[:] = -1
+    last = np.empty(n, dtype=np.int64)
+    count = 0
+    for v in range(n):
+        for p in range(ptr[v], ptr[v + 1]):
+            k = lst[p]
+            e = k // nl
+            l = k - e * nl
+            w = max(cells[e, ends[l, 0]], cells[e, ends[l, 1]])
+            if marker[w] != v:
+                marker[w] = v
+                last[w] = count
+                count += 1
+            if cols[l] >= 0:
+                out[e, cols[l]] = offset + last[w]
+    return count
+
+
+@njit(cache=True)
 def node_owner(cell_nodes, part, n_nodes, nparts):
     """Owner (n_nodes,) int32 of each node: the lowest part among the cells around it
     (nparts for a node in no cell). One pass over the cells."""

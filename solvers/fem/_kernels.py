@@ -627,37 +627,6 @@ def csr_fill(dofs, n, ptr, inc, indptr, indices, dmap, nthreads):
                     dmap[e, i * nbd + j] = where[dofs[e, j]]
 
 
-@njit(cache=True)
-def number_edges(a, b, n):
-    """Number the undirected edges (a[k], b[k]) with a < b, n vertices: ids (m,) and count.
-    Linear time: bucket by a, marker on b."""
-    m = a.shape[0]
-    ptr = np.zeros(n + 1, dtype=np.int64)
-    for k in range(m):
-        ptr[a[k] + 1] += 1
-    for v in range(n):
-        ptr[v + 1] += ptr[v]
-    lst = np.empty(m, dtype=np.int64)
-    fill = ptr[:n].copy()
-    for k in range(m):
-        lst[fill[a[k]]] = k
-        fill[a[k]] += 1
-    ids = np.empty(m, dtype=np.int64)
-    marker = np.full(n, -1, dtype=np.int64)
-    last = np.zeros(n, dtype=np.int64)
-    count = 0
-    for v in range(n):
-        for p in range(ptr[v], ptr[v + 1]):
-            k = lst[p]
-            w = b[k]
-            if marker[w] != v:
-                marker[w] = v
-                last[w] = count
-                count += 1
-            ids[k] = last[w]
-    return ids, count
-
-
 # -- affine simplex, coefficient constant per cell ------------------------------------------
 # On a straight simplex the reference-to-physical map is affine, so inv(J) and det J are
 # constant per cell and a mass or diffusion element matrix with a per-cell coefficient is

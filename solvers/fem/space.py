@@ -50,15 +50,11 @@ def _tabulate(element: Element, geometry: Element, order: int) -> Tabulation:
     )
 
 
-def _entity_ids(cells: np.ndarray, local: tuple, n_vertices: int) -> tuple[np.ndarray, int]:
-    """Global numbering (ne, n_local) of cell entities given by local vertex tuples."""
+def _face_ids(cells: np.ndarray, local: tuple) -> tuple[np.ndarray, int]:
+    """Global numbering (ne, n_local) of cell faces given by local vertex tuples (hexahedron
+    Q2 only): sort each face's vertices, then rank the distinct rows."""
     loc = np.array(local, dtype=np.int64)
     ne, nl, k = len(cells), loc.shape[0], loc.shape[1]
-    if k == 2:
-        a, b = cells[:, loc[:, 0]], cells[:, loc[:, 1]]
-        inv, count = _kernels.number_edges(np.minimum(a, b).ravel(), np.maximum(a, b).ravel(), n_vertices)
-        return inv.reshape(ne, nl), int(count)
-    # faces (hexahedron Q2 only): sort vertex tuples, then rank the distinct rows
     flat = np.sort(cells[:, loc], axis=2).reshape(-1, k)
     order = np.lexsort(flat.T[::-1])
     fs = flat[order]
@@ -102,24 +98,29 @@ class Space:
         vert = el.node_entities[:, 0] == 0
         if vert.all() and (el.node_entities[:, 1] == np.arange(el.n_basis)).all():
             return mesh.cells, nv  # P1/Q1: the nodes are the vertices, in the mesh's order
-        cols = [None] * el.n_basis
-        for i in np.flatnonzero(vert):
-            cols[i] = mesh.cells[:, el.node_entities[i, 1]]
+        out = np.empty((mesh.n_cells, el.n_basis), dtype=np.int64)
+        iv = np.flatnonzero(vert)
+        out[:, iv] = mesh.cells[:, el.node_entities[iv, 1]]
         offset = nv
         for dim in range(1, mesh.tdim + 1):
             idx = np.flatnonzero(el.node_entities[:, 0] == dim)
             if idx.size == 0:
                 continue
-            if dim == mesh.tdim:
-                ids, count = np.arange(mesh.n_cells, dtype=np.int64)[:, None], mesh.n_cells
-                local_index = np.zeros(len(idx), dtype=np.int64)
+            if dim == mesh.tdim:  # one interior node per cell
+                out[:, idx] = np.arange(mesh.n_cells, dtype=np.int64)[:, None] + offset
+                count = mesh.n_cells
+            elif dim == 1:  # one node per edge, written in place
+                ends = np.array(entities(mesh.cell_type, 1), dtype=np.int64)
+                cols = np.full(len(ends), -1, dtype=np.int64)  # -1: an edge without a node
+                cols[el.node_entities[idx, 1]] = idx
+                m = mesh.n_cells * len(ends)
+                lst = np.empty(m, dtype=np.int32 if m < 2**31 else np.int64)
+                count = _dofmap_kernels.number_edges(mesh.cells, ends, nv, lst, out, cols, offset)
             else:
-                ids, count = _entity_ids(mesh.cells, entities(mesh.cell_type, dim), nv)
-                local_index = el.node_entities[idx, 1]
-            for i, li in zip(idx, local_index):
-                cols[i] = ids[:, li] + offset
+                ids, count = _face_ids(mesh.cells, entities(mesh.cell_type, dim))
+                out[:, idx] = ids[:, el.node_entities[idx, 1]] + offset
             offset += count
-        return np.ascontiguousarray(np.stack(cols, axis=1)), offset
+        return out, offset
 
     def _distribute(self) -> None:
         """Split cells over the ranks of self.comm (RCB), give each node to the lowest rank of

@@ -121,3 +121,38 @@ def test_block_pattern_is_the_node_level_pattern_of_a_vector_space():
 def test_partition_is_computed_once_per_mesh_and_part_count():
     mesh = box(4, 4, 4)
     assert partition_cells(mesh, 3) is partition_cells(mesh, 3)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 6), st.booleans(), st.integers(0, 10**6))
+def test_edge_numbering_is_a_numbering_of_the_distinct_vertex_pairs(nx, ny, three_d, seed):
+    """Two cell edges get the same node iff they join the same two vertices; the ids are
+    0..count-1 and ordered by the lower vertex (so vertex-ordered meshes give local edge rows)."""
+    from solvers.fem.elements import entities
+
+    mesh = box(nx, ny, 2) if three_d else rectangle(nx, ny)
+    perm = np.random.default_rng(seed).permutation(mesh.n_points)
+    cells = perm[mesh.cells]
+    ends = np.array(entities(mesh.cell_type, 1), dtype=np.int64)
+    nl = len(ends)
+    out = np.full((len(cells), nl + 1), -7, dtype=np.int64)
+    cols = np.arange(1, nl + 1)
+    cols[0] = -1  # local edge 0 has no node: nothing written, still numbered
+    lst = np.empty(len(cells) * nl, dtype=np.int32)
+    count = D.number_edges(cells, ends, mesh.n_points, lst, out, cols, 100)
+    a, b = cells[:, ends[:, 0]], cells[:, ends[:, 1]]
+    pairs = np.stack([np.minimum(a, b), np.maximum(a, b)], axis=2).reshape(-1, 2)
+    uniq, inv = np.unique(pairs, axis=0, return_inverse=True)
+    assert count == len(uniq)
+    np.testing.assert_array_equal(out[:, :2], -7)  # column 0 unused, column 1 is edge 0's
+    got = (out[:, 2:] - 100).ravel()
+    ref = inv.reshape(-1, nl)[:, 1:].ravel()
+    # same partition of the cell edges: the map ref -> got is one to one
+    m = {}
+    for r, g in zip(ref, got):
+        assert m.setdefault(r, g) == g
+    assert len(set(m.values())) == len(m)
+    assert got.min() >= 0 and got.max() < count
+    lower = pairs.reshape(-1, nl, 2)[:, 1:, 0].ravel()
+    order = np.argsort(got, kind="stable")
+    assert np.all(np.diff(lower[order]) >= 0)
