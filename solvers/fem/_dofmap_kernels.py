@@ -197,13 +197,13 @@ def _incidence_fill(nodes, lo, hi, start, inc, chunks):
 
 
 @njit(cache=True, parallel=True)
-def _row_lengths(nodes, n_local, lo, hi, ptr, inc, nthreads):
+def _row_lengths(nodes, n_local, lo, hi, ptr, inc, nthreads, rowtype):
     nb = nodes.shape[1]
     nr = hi - lo
     length = np.zeros(nr, dtype=np.int64)
     chunk = (nr + nthreads - 1) // nthreads
     for t in prange(nthreads):
-        marker = np.full(n_local, -1, dtype=np.int64)
+        marker = np.full(n_local, -1, dtype=rowtype.dtype)
         for r in range(t * chunk, min(nr, (t + 1) * chunk)):
             m = 0
             for p in range(ptr[r], ptr[r + 1]):
@@ -234,15 +234,15 @@ def _mark_foreign_rows(nodes, lo, hi, nc, dmap, nthreads):
 
 
 @njit(cache=True, parallel=True)
-def _fill(nodes, n_local, lo, hi, ptr, inc, nptr, maxlen, colmap, nc, indices, dmap, nthreads, write_map):
+def _fill(nodes, n_local, lo, hi, ptr, inc, nptr, maxlen, colmap, nc, indices, dmap, nthreads, write_map, rowtype):
     """indices of the rows lo..hi-1, and (write_map) dmap of their entries, row by row."""
     nb = nodes.shape[1]
     nbd = nb * nc
     nr = hi - lo
     chunk = (nr + nthreads - 1) // nthreads
     for t in prange(nthreads):
-        marker = np.full(n_local, -1, dtype=np.int64)
-        where = np.zeros(n_local if write_map else 0, dtype=np.int64)  # only the map reads it
+        marker = np.full(n_local, -1, dtype=rowtype.dtype)
+        where = np.zeros(n_local if write_map else 0, dtype=np.int32)  # only the map reads it
         cols = np.empty(maxlen, dtype=np.int64)
         for r in range(t * chunk, min(nr, (t + 1) * chunk)):
             m = 0
@@ -346,7 +346,10 @@ def owned_pattern(nodes, n_local, lo, hi, colmap, nc, nthreads, by=None):
     ptr, inc = _row_incidence(nodes, lo, hi, nthreads)
     if by is None:
         by = "cells" if len(inc) < 4 * (hi - lo) else "rows"
-    length = _row_lengths(nodes, n_local, lo, hi, ptr, inc, nthreads)
+    # markers hold row numbers: int32 where they fit, half the cache footprint of their random
+    # accesses (2D P2 fill 0.56-0.66 -> 0.39-0.51 s)
+    rowtype = np.empty(0, dtype=np.int32 if hi - lo < 2**31 - 1 else np.int64)
+    length = _row_lengths(nodes, n_local, lo, hi, ptr, inc, nthreads, rowtype)
     nptr = np.zeros(len(length) + 1, dtype=np.int64)
     np.cumsum(length, out=nptr[1:])
     # dof row r*nc + c starts after the nc*nc blocks of earlier node rows and c rows of this one
@@ -361,7 +364,7 @@ def owned_pattern(nodes, n_local, lo, hi, colmap, nc, nthreads, by=None):
     if by_rows:
         _mark_foreign_rows(nodes, lo, hi, nc, dmap, nthreads)
     _fill(nodes, n_local, lo, hi, ptr, inc, nptr, int(length.max(initial=0)), colmap, nc, indices, dmap, nthreads,
-          by_rows)
+          by_rows, rowtype)
     if not by_rows:
         _cell_map(nodes, lo, hi, nptr, colmap, nc, indices, dmap, nthreads)
     return indptr, indices, dmap
