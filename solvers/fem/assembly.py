@@ -18,6 +18,7 @@ import scipy.sparse as sp
 
 from rom.errors import MeshError, ShapeError
 from solvers.fem import _kernels as K
+from solvers.fem import _row_assembly
 from solvers.fem.space import Space, Tabulation
 
 _EMPTY4 = np.zeros((0, 0, 0, 0))
@@ -93,7 +94,7 @@ def _order(space: Space, order, *coefs) -> int | None:
 # -- matrices -----------------------------------------------------------------------------
 def _new_matrix(space: Space, out, zero: bool = True) -> sp.csr_matrix:
     """A zero CSR matrix on the space's pattern, or `out` checked (and zeroed unless `zero` is False)."""
-    indptr, indices, _ = space.pattern
+    indptr, indices = space.csr
     shape = (space.n_owned, space.n_dofs)
     if out is None:
         data = np.zeros(len(indices))
@@ -161,8 +162,18 @@ def _run_mass_or_diffusion(space: Space, tab: Tabulation, form: int, c, out, loc
     # vertices, so mirror images lie far apart and the mirror pass cost more than it saved
     # (P2 3D 123 -> 155 ms, 2D 45 -> 106 ms, two threads).
     symmetric = space.degree == 1 and not local and space.fast_fills > 0
-    kernel = K.simplex_kernel(space.mesh.dim, tab.phi.shape[1], space.ncomp, form, A, symmetric)
     args = (space.mesh.points, space._assembly_geo, coef)
+    if not local and out is None and space.ncomp == 1 and space._csr is None and "pattern" not in space.__dict__:
+        # a space's first matrix: its CSR columns and values in one sweep over the rows, no
+        # scatter map (built at the second matrix, `Space.pattern`)
+        nodes, colmap, lo, hi = space._local_nodes
+        indptr, indices, data = _row_assembly.first_matrix(*args, nodes, len(colmap), lo, hi, colmap,
+                                                           space.mesh.dim, form == K.FORM_MASS, A,
+                                                           numba.get_num_threads())
+        space._csr = (indptr, indices)
+        space.fast_fills += 1
+        return sp.csr_matrix((data, indices, indptr), shape=(space.n_owned, space.n_dofs))
+    kernel = K.simplex_kernel(space.mesh.dim, tab.phi.shape[1], space.ncomp, form, A, symmetric)
     if local:
         nbd = space.n_cell_dofs
         Ke = np.empty((len(space._assembly_geo), nbd, nbd))
@@ -170,7 +181,7 @@ def _run_mass_or_diffusion(space: Space, tab: Tabulation, form: int, c, out, loc
         return Ke
     M = _new_matrix(space, out, zero=False)
     space.fast_fills += 1
-    indptr = space.pattern[0]
+    indptr = space.csr[0]
     if symmetric:
         smap, mlo, diag, mptr, src = space.symmetric_pattern
         K.zero_unmirrored(indptr, mlo, diag, M.data)

@@ -65,7 +65,7 @@ class DirichletBC:
     @cached_property
     def _mask(self):
         """Boolean masks over CSR data of the space's pattern: constrained rows/columns, diagonal."""
-        indptr, indices, _ = self.space.pattern
+        indptr, indices = self.space.csr
         n = self.space.n_dofs
         start, stop = self.space.owned_range
         fixed = np.zeros(n, dtype=bool)
@@ -92,7 +92,7 @@ def apply_dirichlet(A: sp.csr_matrix, b: np.ndarray | None, bcs, *, diagonal: fl
     if not bcs:
         return A, b
     space = bcs[0].space
-    if A.shape != (space.n_owned, space.n_dofs) or A.nnz != len(space.pattern[1]):
+    if A.shape != (space.n_owned, space.n_dofs) or A.nnz != len(space.csr[1]):
         raise ShapeError("apply_dirichlet needs a matrix assembled on the same space as the conditions")
     g = np.zeros(space.n_dofs)
     for bc in bcs:

@@ -81,6 +81,7 @@ class Space:
         self.mesh = mesh
         self.degree = int(degree)
         self.fast_fills = 0  # mass/diffusion matrices filled by the simplex kernel (assembly.py)
+        self._csr = None  # (indptr, indices) of a first matrix assembled row by row (assembly.py)
         self.shape = tuple(int(s) for s in shape)
         if len(self.shape) > 1:
             raise ShapeError(f"shape={shape}: only scalar () and vector (ncomp,) spaces exist")
@@ -294,10 +295,23 @@ class Space:
         this rank's rows (all rows serially) with global column indices, sorted. dmap
         (n_assembly_cells, nbd*nbd) holds the CSR position of each element-matrix entry, -1 for
         rows of other ranks. Built at node level on this rank's cells only: each node-node
-        coupling is a full ncomp x ncomp block (see `block_pattern`)."""
+        coupling is a full ncomp x ncomp block (see `block_pattern`). Where a first matrix was
+        assembled row by row (`csr`), only dmap is built here, from its (indptr, indices)."""
         nodes, colmap, lo, hi = self._local_nodes
+        if self._csr is not None:
+            indptr, indices = self._csr
+            return indptr, indices, _dofmap_kernels.scatter_map(nodes, lo, hi, indptr, indices, colmap, self.ncomp,
+                                                                numba.get_num_threads())
         return _dofmap_kernels.owned_pattern(nodes, len(colmap), lo, hi, colmap, self.ncomp,
                                              numba.get_num_threads())
+
+    @property
+    def csr(self) -> tuple[np.ndarray, np.ndarray]:
+        """(indptr, indices) of `pattern`, without the scatter map where a first mass or
+        diffusion matrix built them row by row (`_row_assembly`, which sets `_csr`)."""
+        if self._csr is not None:
+            return self._csr
+        return self.pattern[:2]
 
     @cached_property
     def symmetric_pattern(self) -> tuple:
@@ -312,7 +326,7 @@ class Space:
     def block_pattern(self) -> tuple[np.ndarray, np.ndarray]:
         """(indptr, indices) of the node-level (block) CSR of `pattern`, global node columns: the
         block structure PETSc's BAIJ matrices take (block size ncomp, values as `pattern` stores them)."""
-        indptr, indices, _ = self.pattern
+        indptr, indices = self.csr
         nc = self.ncomp
         bptr = (indptr[::nc] // (nc * nc)).astype(indptr.dtype)
         if nc == 1:

@@ -95,7 +95,7 @@ class LinearElasticity:
         V, mesh = self.space, self.space.mesh
         cover = np.zeros(mesh.n_cells, dtype=int)
         ops = []
-        hit_all = np.zeros(len(V.pattern[1]), dtype=bool)
+        hit_all = np.zeros(len(V.csr[1]), dtype=bool)
         diag = []
         for bc in self.bcs:
             hit_all |= bc._mask[0]

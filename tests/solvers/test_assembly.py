@@ -86,6 +86,30 @@ def test_elasticity_kills_exactly_the_rigid_body_modes(cell, k):
     assert (np.abs(ev) < 1e-10 * ev[-1]).sum() == (3 if d == 2 else 6)
 
 
+@pytest.mark.parametrize("form", [diffusion, mass])
+@pytest.mark.parametrize("cell,k", [("triangle", 1), ("triangle", 2), ("tetra", 1), ("tetra", 2)])
+def test_first_matrix_by_rows_equals_the_scatter_assembly(cell, k, form):
+    """A space's first scalar mass/diffusion matrix is summed row by row with its CSR columns
+    (no scatter map); it must equal the scatter path's matrix on the same pattern, and the
+    scatter map built afterwards from its columns must equal the one built with the pattern."""
+    V = space(cell, k)
+    coef = np.linspace(1.0, 3.0, V.mesh.n_cells)
+    A = form(V, coef)
+    assert "pattern" not in V.__dict__  # no scatter map was needed
+    D = A.toarray()
+    np.testing.assert_array_equal(D, D.T)  # rows i and j sum (i, j) and (j, i) to the same bits
+    W = space(cell, k)
+    ref_pattern = W.pattern
+    B = form(W, coef)  # pattern first: the scatter path
+    np.testing.assert_array_equal(A.indptr, B.indptr)
+    np.testing.assert_array_equal(A.indices, B.indices)
+    np.testing.assert_allclose(A.data, B.data, rtol=1e-13, atol=1e-15 * np.abs(B.data).max())
+    np.testing.assert_array_equal(V.pattern[2], ref_pattern[2])
+    assert np.shares_memory(V.pattern[1], A.indices)
+    C = form(V, coef)  # second matrix: the scatter path on the map built from A's columns
+    np.testing.assert_allclose(C.data, A.data, rtol=1e-13, atol=1e-15 * np.abs(B.data).max())
+
+
 @pytest.mark.parametrize("cell,k", [("triangle", 2), ("quad", 1), ("tetra", 1), ("hexahedron", 2)])
 def test_reassembly_with_out_refills_in_place_and_equals_a_fresh_assembly(cell, k):
     V = space(cell, k)

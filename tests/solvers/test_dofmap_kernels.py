@@ -156,3 +156,16 @@ def test_edge_numbering_is_a_numbering_of_the_distinct_vertex_pairs(nx, ny, thre
     lower = pairs.reshape(-1, nl, 2)[:, 1:, 0].ravel()
     order = np.argsort(got, kind="stable")
     assert np.all(np.diff(lower[order]) >= 0)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(0, 30), min_size=0, max_size=40), st.integers(1, 8))
+def test_row_split_partitions_the_rows_with_balanced_incidence(counts, nthreads):
+    ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    cuts = [D.row_split(ptr, t, nthreads) for t in range(nthreads)]
+    assert cuts[0][0] == 0 and cuts[-1][1] == len(counts)
+    for (a0, a1), (b0, b1) in zip(cuts, cuts[1:]):
+        assert a0 <= a1 == b0 <= b1
+    total = ptr[-1]
+    for t, (r0, r1) in enumerate(cuts):  # each share within one row of total / nthreads
+        assert ptr[r1] - ptr[r0] <= total / nthreads + max(counts, default=0) + 1e-9
