@@ -17,9 +17,10 @@ block by block, never whole) and reports its peak memory in blocks.
 
 Goals (DESIGN.md JSON): gram_vs_gemm (Gram GFLOP/s over the GEMM GFLOP/s measured
 in this run, >= 0.8; the Gram flops are n m (m + 1), what the symmetric rank-k
-update performs; the GEMM rate is the best of square GEMMs timed between the
-Gram timings, the best of those, as this machine's speed drifts within minutes;
-the ratio to the start-of-run rate stays in the rows), pod_vs_gram (whole POD over the Gram step, <= 1.5), both on the
+update performs; the GEMM rate is the best of square GEMMs timed before, between
+and after the three Gram timings, as this machine's speed drifts within minutes;
+the ratio to the start-of-run rate stays in the rows), pod_vs_gram (whole POD over
+the Gram step, <= 1.5), both on the
 largest matrix (1e6 x 500; the issue names one per size only for pyMOR), with every
 size's values in the rows (`gemm_fraction`, `pod_vs_gram`); pod_vs_pymor (pyMOR
 seconds over romtk seconds at equal or better accuracy, >= 1, one per size),

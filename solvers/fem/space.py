@@ -80,7 +80,7 @@ class Space:
             raise MeshError("the mesh has no cells; a space needs at least one")
         self.mesh = mesh
         self.degree = int(degree)
-        self.fast_fills = 0  # mass/diffusion matrices filled by the simplex kernel (assembly.py)
+        self.fast_fills = 0  # mass/diffusion matrices filled on the affine-simplex fast path (assembly.py)
         self._csr = None  # (indptr, indices) of a first matrix assembled row by row (assembly.py)
         self.shape = tuple(int(s) for s in shape)
         if len(self.shape) > 1:
