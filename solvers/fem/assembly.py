@@ -163,7 +163,7 @@ def _run_mass_or_diffusion(space: Space, tab: Tabulation, form: int, c, out, loc
     # (P2 3D 123 -> 155 ms, 2D 45 -> 106 ms, two threads).
     symmetric = space.degree == 1 and not local and space.fast_fills > 0
     args = (space.mesh.points, space._assembly_geo, coef)
-    if not local and out is None and space.ncomp == 1 and space._csr is None and "pattern" not in space.__dict__:
+    if not local and out is None and space.ncomp == 1 and not space.has_csr:
         # a space's first matrix: its CSR columns and values in one sweep over the rows, no
         # scatter map (built at the second matrix, `Space.pattern`)
         nodes, colmap, lo, hi = space._local_nodes

@@ -306,6 +306,12 @@ class Space:
                                              numba.get_num_threads())
 
     @property
+    def has_csr(self) -> bool:
+        """Whether the columns of this space's matrices exist yet (`pattern`, or `csr` from a
+        first matrix summed row by row)."""
+        return self._csr is not None or "pattern" in self.__dict__
+
+    @property
     def csr(self) -> tuple[np.ndarray, np.ndarray]:
         """(indptr, indices) of `pattern`, without the scatter map where a first mass or
         diffusion matrix built them row by row (`_row_assembly`, which sets `_csr`)."""
