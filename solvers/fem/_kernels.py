@@ -82,6 +82,7 @@ def _det_inv(J, K):
 
 
 _PREFETCH_CELLS = 16  # cells ahead whose scatter targets are prefetched (8-32 measured alike)
+_PREFETCH_MIN_NODES = 6  # simplex kernels prefetch on cells with at least this many nodes (P2)
 _BLOCK = 128  # cells per block: small arrays stay in L1/L2, inner loops run over cells (SIMD)
 
 
@@ -677,7 +678,7 @@ def _make_simplex_kernel(dim, nb, ncomp, is_mass, A, sym):
     # Scatter targets of a cell ahead prefetched (every other one): rows of P2 cells lie far
     # apart (3D P2 re-assembly 109 -> 83 ms with the values below, two threads; 2D P2 85 -> 76);
     # on P1 cells the extra loads cost more than the misses they avoid (2D P1 35 -> 40 ms).
-    prefetch = nb >= 6
+    prefetch = nb >= _PREFETCH_MIN_NODES
 
     @njit(cache=True, parallel=True, fastmath=True)
     def kernel(X, geo, coef, smap, data, local, chunk_order, color_ptr, size, T):
