@@ -735,9 +735,13 @@ def _make_simplex_kernel(dim, nb, ncomp, is_mass, A, sym):
 @njit(cache=True, parallel=True)
 def zero_unmirrored(indptr, mlo, diag, data):
     """data = 0 on every row r except mlo[r]..diag[r]-1, which `mirror_lower` overwrites."""
+    # explicit loops, not slice assignments: rows are short (2D P1: 7 entries, two ranges each)
+    # and a slice costs more to set up than to fill (2D P1, 2M cells: 2.6-2.8 -> 2.1-2.3 ms)
     for r in prange(mlo.shape[0]):
-        data[indptr[r]:mlo[r]] = 0.0
-        data[diag[r]:indptr[r + 1]] = 0.0
+        for k in range(indptr[r], mlo[r]):
+            data[k] = 0.0
+        for k in range(diag[r], indptr[r + 1]):
+            data[k] = 0.0
 
 
 @njit(cache=True, parallel=True)
