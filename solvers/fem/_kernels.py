@@ -677,7 +677,8 @@ def _make_simplex_kernel(dim, nb, ncomp, is_mass, A, sym):
     nq = len(qlist)
     # Scatter targets of a cell ahead prefetched (every other one): rows of P2 cells lie far
     # apart (3D P2 re-assembly 109 -> 83 ms with the values below, two threads; 2D P2 85 -> 76);
-    # on P1 cells the extra loads cost more than the misses they avoid (2D P1 35 -> 40 ms).
+    # on P1 cells the extra loads cost about what the misses they avoid do (2D P1 kernel 10.7 ->
+    # 11.4-11.9 ms, 3D P1 12.0 -> 11.1-11.4 ms: noise), so they do without.
     prefetch = nb >= _PREFETCH_MIN_NODES
 
     @njit(cache=True, parallel=True, fastmath=True)

@@ -174,7 +174,7 @@ def _run_mass_or_diffusion(space: Space, tab: Tabulation, form: int, c, out, loc
         space.fast_fills += 1
         return sp.csr_matrix((data, indices, indptr), shape=(space.n_owned, space.n_dofs))
     kernel = K.simplex_kernel(space.mesh.dim, tab.phi.shape[1], space.ncomp, form, A, symmetric)
-    args = (space.mesh.points, space._simplex_geo, coef)
+    args = (space.mesh.points, space._simplex_geo, coef)  # uint32 vertices for the scatter kernel
     if local:
         nbd = space.n_cell_dofs
         Ke = np.empty((len(space._assembly_geo), nbd, nbd))
