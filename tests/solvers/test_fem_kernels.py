@@ -278,3 +278,28 @@ def test_prefetch_hint_changes_no_value_and_refuses_what_it_cannot_address():
 
     with pytest.raises(TypingError):
         on_2d(np.zeros((2, 2)))
+
+
+@settings(max_examples=30, deadline=None)
+@given(nb=st.integers(1, 10), ncomp=st.integers(1, 3), npairs=st.integers(1, 6), sym=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_simplex_tables_rebuild_every_entry_the_scatter_adds(nb, ncomp, npairs, sym, seed):
+    """The packed tensor and (qlist, vlist) of the simplex kernel give, for every map column
+    scattered, the reference-tensor entry of its node pair: the full map's same-component entries
+    (each once, none between components), or the symmetric map's pairs a <= b then components."""
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((npairs, nb, nb))
+    A = A + A.transpose(0, 2, 1)  # the tensors of simplex_tensor are symmetric in (a, b)
+    Apk, qlist, vlist, packed = K._simplex_tables(nb, ncomp, A, sym)
+    assert Apk.shape[1] % 8 == 0 and not Apk[:, nb * (nb + 1) // 2:].any()
+    if sym:
+        pairs = [(a, b) for a in range(nb) for b in range(a, nb) for _ in range(ncomp)]
+        assert qlist.tolist() == list(range(len(pairs)))
+    else:
+        nbd = nb * ncomp
+        pairs = [(i // ncomp, j // ncomp) for i in range(nbd) for j in range(nbd) if i % ncomp == j % ncomp]
+        want = [i * nbd + j for i in range(nbd) for j in range(nbd) if i % ncomp == j % ncomp]
+        assert qlist.tolist() == want
+    a, b = np.array(pairs).T
+    np.testing.assert_array_equal(Apk[:, vlist], A[:, a, b])
+    np.testing.assert_array_equal(packed, packed.T)
