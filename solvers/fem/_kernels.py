@@ -670,7 +670,6 @@ def _simplex_tables(nb, ncomp, A, sym):
 
 
 def _make_simplex_kernel(dim, nb, ncomp, is_mass, A, sym):
-    nbd = nb * ncomp
     npairs = A.shape[0]
     Apk, qlist, vlist, packed = _simplex_tables(nb, ncomp, A, sym)
     ntp = Apk.shape[1]
