@@ -44,7 +44,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from rom import _fpenv
+from rom import _fpenv, _gram_kernel
 from rom.errors import RomError, ShapeError
 from rom.parallel import Comm, world
 
@@ -200,10 +200,31 @@ class InnerProduct:
 
 
 def _syrk(X: np.ndarray) -> np.ndarray:
-    """X^T X (m, m) for X (n, m), exactly symmetric: numpy's matmul recognises X.T @ X and
-    calls dsyrk (half the flops of a GEMM), here once per row slab (`_row_slabs`)."""
-    parts = _row_slabs(lambda Y: Y.T @ Y, X)
-    return sum(parts[1:], parts[0])
+    """X^T X (m, m) for X (n, m), exactly symmetric, once per row slab (`_row_slabs`).
+
+    Tall float64 X with unit column stride and m <= _KERNEL_MAX_COLS goes to the packed
+    kernel of `rom._gram_kernel` (1e6 x 500 on 2 cores: 0.87-0.88 of the square-GEMM rate,
+    OpenBLAS's dsyrk 0.72-0.75); the rest to numpy's X.T @ X, which calls dsyrk (half the
+    flops of a GEMM). Past about 640 columns G no longer fits in L2 beside the packed rows
+    and dsyrk wins (m = 1000: 0.85 against 0.81).
+    """
+    m = X.shape[1]
+    fn, width = _gram_kernel.compiled() if _kernel_applies(X) else (None, None)
+    if fn is None:
+        parts = _row_slabs(lambda Y: Y.T @ Y, X)
+        return sum(parts[1:], parts[0])
+    parts = _row_slabs(lambda Y: _gram_kernel.gram_lower(Y, fn, width), X)
+    L = np.tril(sum(parts[1:], parts[0])[:m, :m])
+    return L + np.tril(L, -1).T
+
+
+def _kernel_applies(X: np.ndarray) -> bool:
+    return (X.dtype == np.float64 and X.shape[0] >= _KERNEL_MIN_ROWS and 0 < X.shape[1] <= _KERNEL_MAX_COLS
+            and X.strides[1] == X.itemsize and X.strides[0] % X.itemsize == 0 and X.strides[0] > 0)
+
+
+_KERNEL_MIN_ROWS = 1024  # below, numpy's call costs less than the kernel's G and panel buffers
+_KERNEL_MAX_COLS = 640
 
 
 def _times(X: np.ndarray, W: np.ndarray) -> np.ndarray:

@@ -1,0 +1,73 @@
+"""The packed Gram kernel (rom._gram_kernel) equals numpy's X^T X; POD's Gram step uses it."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings, strategies as st
+
+from rom import _fpenv, _gram_kernel as gk
+from rom import pod as pod_module
+
+
+def lower_to_full(G: np.ndarray, n: int) -> np.ndarray:
+    L = np.tril(G[:n, :n])
+    return L + np.tril(L, -1).T
+
+
+def test_kernel_compiles_for_this_cpu():
+    fn, width = gk.compiled()
+    assert fn is not None, width
+    assert width in (gk.W_AVX512, gk.W_AVX2)
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1, 700), cols=st.integers(1, 70), extra=st.integers(0, 9), kc=st.integers(1, 160),
+       width=st.sampled_from([gk.W_AVX512, gk.W_AVX2]), seed=st.integers(0, 10**6))
+def test_lower_triangle_equals_numpy_gram(rows, cols, extra, kc, width, seed):
+    """Every chunk size, panel padding, diagonal tile depth and row stride (a column slice of a
+    wider array) gives X^T X to round-off: |error| <= 8 eps rows max|x|^2 entrywise."""
+    fn, w = gk.compiled(width)
+    assert fn is not None, w
+    rng = np.random.default_rng(seed)
+    wide = rng.standard_normal((rows, cols + extra))
+    X = wide[:, extra // 2: extra // 2 + cols]
+    G = gk.gram_lower(X, fn, w, kc=kc)
+    assert G.shape == (gk.panels(cols, w) * w,) * 2
+    ref = X.T @ X
+    bound = 8 * np.finfo(float).eps * rows * np.max(np.abs(X)) ** 2
+    assert np.max(np.abs(lower_to_full(G, cols) - ref)) <= bound
+
+
+def test_tiles_per_chunk_counts_the_kernels_tiles():
+    """Block b of MP panels pairs with panels b MP .. npan - 1: the triangle's tile count."""
+    for npan in (3, 6, 63):
+        blocks = npan // gk.MP
+        assert gk.tiles_per_chunk(npan, 8) == sum(npan - gk.MP * b for b in range(blocks))
+    assert gk.panels(500, 8) == 63 and gk.panels(17, 8) == 3 and gk.panels(25, 8) == 6
+
+
+def test_pod_gram_step_goes_through_the_kernel_and_matches_dsyrk(monkeypatch):
+    """A tall snapshot matrix whose pulses underflow to subnormals (flushed on the slab
+    threads): the kernel is called and its Gram matrix is numpy's to round-off, exactly symmetric."""
+    x = np.linspace(0.0, 1.0, 20000)
+    c = np.linspace(0.2, 0.8, 37)
+    S = np.exp(-((x[:, None] - c) / 0.01) ** 2)
+    calls = []
+    real = gk.gram_lower
+    monkeypatch.setattr(gk, "gram_lower", lambda *a, **k: calls.append(a[0].shape) or real(*a, **k))
+    G = pod_module._syrk(S)
+    assert calls and sum(r for r, _ in calls) == S.shape[0]
+    with _fpenv.flush_subnormals():
+        ref = S.T @ S
+    assert np.array_equal(G, G.T)
+    assert np.max(np.abs(G - ref)) <= 1e-13 * np.max(np.abs(ref))
+
+
+def test_wide_or_strided_snapshots_take_numpy_and_agree():
+    rng = np.random.default_rng(3)
+    wide = rng.standard_normal((2000, pod_module._KERNEL_MAX_COLS + 5))
+    strided = rng.standard_normal((3000, 40))[:, ::2]
+    for X in (wide, strided):
+        assert not pod_module._kernel_applies(X)
+        G = pod_module._syrk(X)
+        assert np.allclose(G, X.T @ X, rtol=0, atol=1e-11 * np.max(np.abs(X)) ** 2 * X.shape[0])
