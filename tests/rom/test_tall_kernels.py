@@ -1,11 +1,11 @@
-"""The packed Gram kernel (rom._gram_kernel) equals numpy's X^T X; POD's Gram step uses it."""
+"""The tall-product kernels (rom._tall_kernels) equal numpy's X^T X and X V; POD uses them."""
 
 from __future__ import annotations
 
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from rom import _fpenv, _gram_kernel as gk
+from rom import _fpenv, _tall_kernels as gk
 from rom import pod as pod_module
 
 
@@ -68,6 +68,39 @@ def test_wide_or_strided_snapshots_take_numpy_and_agree():
     wide = rng.standard_normal((2000, pod_module._KERNEL_MAX_COLS + 5))
     strided = rng.standard_normal((3000, 40))[:, ::2]
     for X in (wide, strided):
-        assert not pod_module._kernel_applies(X)
+        assert not pod_module._kernel_applies(X, pod_module._KERNEL_MAX_COLS)
         G = pod_module._syrk(X)
         assert np.allclose(G, X.T @ X, rtol=0, atol=1e-11 * np.max(np.abs(X)) ** 2 * X.shape[0])
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1, 400), k=st.integers(1, 90), l=st.integers(1, 70), extra=st.integers(0, 5),
+       rc=st.integers(1, 40), ki=st.integers(1, 100), width=st.sampled_from([gk.W_AVX512, gk.W_AVX2]),
+       seed=st.integers(0, 10**6))
+def test_times_equals_numpy_product(rows, k, l, extra, rc, ki, width, seed):
+    """Every row chunk, block of V, tail tile and masked last vector gives X V to round-off, and
+    the output's columns past l (a wider array's) are left untouched."""
+    fn, w, R = gk.compiled_times(-(-l // width), width)
+    assert fn is not None, w
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((rows, k + extra))[:, extra:]
+    V = rng.standard_normal((k, l))
+    wide_out = np.full((rows, l + 3), 7.0)
+    gk.times(X, gk.pack_right(V, w), l, wide_out[:, :l], fn, w, R, rows_per_chunk=rc, ki=ki)
+    bound = 8 * np.finfo(float).eps * k * np.max(np.abs(X)) * np.max(np.abs(V))
+    assert np.max(np.abs(wide_out[:, :l] - X @ V)) <= bound
+    assert np.all(wide_out[:, l:] == 7.0)
+
+
+def test_pod_modes_product_goes_through_the_kernel_in_column_groups(monkeypatch):
+    """130 columns: three passes (56 + 56 + 18 on AVX-512), the product numpy's to round-off."""
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((5000, 60))
+    V = rng.standard_normal((60, 130))
+    calls = []
+    real = gk.times
+    monkeypatch.setattr(gk, "times", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    P = pod_module._times(X, V)
+    group = pod_module._TIMES_GROUP_VECTORS * gk.lanes()
+    assert sorted(set(calls)) == sorted({min(group, 130 - a) for a in range(0, 130, group)})
+    assert np.max(np.abs(P - X @ V)) <= 1e-13 * np.max(np.abs(X @ V))
