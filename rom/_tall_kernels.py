@@ -231,6 +231,26 @@ class _IR:
         self.b.branch(head)
         self.b.position_at_end(end)
 
+    def accumulate(self, name, start, stop, init, step):
+        """Loop iv over [start, stop) carrying a tile of vectors (list of lists, `init` on entry):
+        `step(iv, acc)` emits one step and returns the new tile; returns the tile after the loop."""
+        b = self.b
+        lp = self.loop(start, stop, name)
+        iv, body = lp[0], b.block
+        pre = iv.incomings[0][1]
+        b.position_after(iv)  # the tile's phis join the loop counter's at the head
+        acc = [[b.phi(self.vt) for _ in row] for row in init]
+        for row, row0 in zip(acc, init):
+            for a, a0 in zip(row, row0):
+                a.add_incoming(a0, pre)
+        b.position_at_end(body)
+        new = step(iv, acc)
+        for row, row1 in zip(acc, new):
+            for a, a1 in zip(row, row1):
+                a.add_incoming(a1, b.block)
+        self.close(lp, self.k(1))
+        return acc
+
     def prefetch_lines(self, base, first, last):
         """Prefetch lines [first, last) of the bytes at `base` into L2."""
         c = self.ir.Constant
@@ -302,30 +322,13 @@ def _gram_ir(W: int, triple: str) -> str:
     def tile(m):  # the first m panels of the block reach the diagonal
         abase = [b.gep(P, [b.mul(b.mul(b.add(Ip, k(q)), kc), k(W))]) for q in range(m)]
         bbase = b.gep(P, [b.mul(b.mul(Jp, kc), k(W))])
-        pre = b.block
-        head, body, end = (b.append_basic_block(f"mk{m}_{s}") for s in ("head", "body", "end"))
-        b.branch(head)
-        b.position_at_end(head)
-        t = b.phi(g.i64, "t")
-        t.add_incoming(k(0), pre)
-        acc = [[b.phi(g.vt) for _ in range(m)] for _ in range(W)]
-        for r in acc:
-            for a in r:
-                a.add_incoming(g.zero, pre)
-        b.cbranch(b.icmp_signed("<", t, kk), body, end)
-        b.position_at_end(body)
-        off = b.mul(t, k(W))
-        av = [b.load(g.vec(abase[q], off), align=8) for q in range(m)]
-        new = []
-        for c in range(W):
-            bv = g.splat(b.load(b.gep(bbase, [b.add(off, k(c))]), align=8), g.d)
-            new.append([b.call(g.fma, [av[q], bv, acc[c][q]]) for q in range(m)])
-        t.add_incoming(b.add(t, k(1)), b.block)
-        for c in range(W):
-            for q in range(m):
-                acc[c][q].add_incoming(new[c][q], b.block)
-        b.branch(head)
-        b.position_at_end(end)
+        def step(t, acc):
+            off = b.mul(t, k(W))
+            av = [b.load(g.vec(abase[q], off), align=8) for q in range(m)]
+            bv = [g.splat(b.load(b.gep(bbase, [b.add(off, k(c))]), align=8), g.d) for c in range(W)]
+            return [[b.call(g.fma, [av[q], bv[c], acc[c][q]]) for q in range(m)] for c in range(W)]
+
+        acc = g.accumulate(f"mk{m}", k(0), kk, [[g.zero] * m for _ in range(W)], step)
         for c in range(W):
             gp = b.gep(G, [b.add(b.mul(b.add(b.mul(Jp, k(W)), k(c)), npad), b.mul(Ip, k(W)))])
             for q in range(m):
@@ -382,33 +385,16 @@ def _times_ir(W: int, NQ: int, R: int, triple: str) -> str:
         start = [[b.select(first_block, g.zero,
                            b.call(g.mload, [g.vec(orow[r], k(q * W)), c(g.i32, 8), masks[q], g.zero]))
                   for q in range(NQ)] for r in range(m)]
-        pre = b.block
-        head, body, end = (b.append_basic_block(f"mt{m}_{s}") for s in ("head", "body", "end"))
-        b.branch(head)
-        b.position_at_end(head)
-        i = b.phi(g.i64, "i")
-        i.add_incoming(i0, pre)
-        acc = [[b.phi(g.vt) for _ in range(NQ)] for _ in range(m)]
-        for r in range(m):
-            for q in range(NQ):
-                acc[r][q].add_incoming(start[r][q], pre)
-        b.cbranch(b.icmp_signed("<", i, i1), body, end)
-        b.position_at_end(body)
-        line = b.mul(g.smin(b.add(pf_first, b.sub(i, i0)), pf_last), k(64))
-        b.call(g.prefetch_fn, [b.gep(next_base, [g.smin(line, last_line)]), c(g.i32, 0), c(g.i32, 2),
-                               c(g.i32, 1)])
-        vrow = b.gep(Vp, [b.mul(i, ldv)])
-        vv = [b.load(g.vec(vrow, k(q * W)), align=8) for q in range(NQ)]
-        new = []
-        for r in range(m):
-            xs = g.splat(b.load(b.gep(xrow[r], [i]), align=8), g.d)
-            new.append([b.call(g.fma, [xs, vv[q], acc[r][q]]) for q in range(NQ)])
-        i.add_incoming(b.add(i, k(1)), b.block)
-        for r in range(m):
-            for q in range(NQ):
-                acc[r][q].add_incoming(new[r][q], b.block)
-        b.branch(head)
-        b.position_at_end(end)
+        def step(i, acc):
+            line = b.mul(g.smin(b.add(pf_first, b.sub(i, i0)), pf_last), k(64))
+            b.call(g.prefetch_fn, [b.gep(next_base, [g.smin(line, last_line)]), c(g.i32, 0), c(g.i32, 2),
+                                   c(g.i32, 1)])
+            vrow = b.gep(Vp, [b.mul(i, ldv)])
+            vv = [b.load(g.vec(vrow, k(q * W)), align=8) for q in range(NQ)]
+            xs = [g.splat(b.load(b.gep(xrow[r], [i]), align=8), g.d) for r in range(m)]
+            return [[b.call(g.fma, [xs[r], vv[q], acc[r][q]]) for q in range(NQ)] for r in range(m)]
+
+        acc = g.accumulate(f"mt{m}", i0, i1, start, step)
         for r in range(m):
             for q in range(NQ):
                 b.call(g.mstore, [acc[r][q], g.vec(orow[r], k(q * W)), c(g.i32, 8), masks[q]])
