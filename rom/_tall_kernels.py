@@ -114,9 +114,8 @@ def compiled_times(nq: int, width: int | None = None):
 
 
 def panels(n: int, width: int) -> int:
-    """Panels of `width` columns covering n, rounded up to a multiple of MP."""
-    p = -(-n // width)
-    return -(-p // MP) * MP
+    """Panels of `width` columns covering n."""
+    return -(-n // width)
 
 
 def tiles_per_chunk(npan: int, width: int) -> int:
@@ -335,7 +334,8 @@ def _gram_ir(W: int, triple: str) -> str:
                 ptr = g.vec(gp, k(W * q))
                 b.store(b.fadd(b.load(ptr, align=8), acc[c][q]), ptr, align=8)
 
-    g.by_depth(g.smin(b.add(b.sub(Jp, Ip), k(1)), k(MP)), MP, tile)
+    # panels of the block that reach the diagonal and exist: q <= Jp - Ip, Ip + q < npan
+    g.by_depth(g.smin(g.smin(b.add(b.sub(Jp, Ip), k(1)), b.sub(npan, Ip)), k(MP)), MP, tile)
     g.close(jp, k(1))
     g.close(blk, k(MP))
     g.close(chunk, kc)

@@ -40,10 +40,10 @@ def test_lower_triangle_equals_numpy_gram(rows, cols, extra, kc, width, seed):
 
 def test_tiles_per_chunk_counts_the_kernels_tiles():
     """Block b of MP panels pairs with panels b MP .. npan - 1: the triangle's tile count."""
-    for npan in (3, 6, 63):
-        blocks = npan // gk.MP
-        assert gk.tiles_per_chunk(npan, 8) == sum(npan - gk.MP * b for b in range(blocks))
-    assert gk.panels(500, 8) == 63 and gk.panels(17, 8) == 3 and gk.panels(25, 8) == 6
+    for npan in (1, 3, 4, 13, 63):
+        starts = range(0, npan, gk.MP)
+        assert gk.tiles_per_chunk(npan, 8) == sum(npan - s for s in starts)
+    assert gk.panels(500, 8) == 63 and gk.panels(17, 8) == 3 and gk.panels(100, 8) == 13
 
 
 def test_pod_gram_step_goes_through_the_kernel_and_matches_dsyrk(monkeypatch):
