@@ -204,7 +204,7 @@ def _syrk(X: np.ndarray) -> np.ndarray:
     """X^T X (m, m) for X (n, m), exactly symmetric, once per row slab (`_row_slabs`).
 
     Tall float64 X with unit column stride and m <= _KERNEL_MAX_COLS goes to the packed
-    kernel of `rom._tall_kernels` (1e6 x 500 on 2 cores: 0.87-0.88 of the square-GEMM rate,
+    kernel of `rom._tall_kernels` (1e6 x 500 on 2 cores: 0.84-0.88 of the square-GEMM rate,
     OpenBLAS's dsyrk 0.72-0.75); the rest to numpy's X.T @ X, which calls dsyrk (half the
     flops of a GEMM). Past about 640 columns G no longer fits in L2 beside the packed rows
     and dsyrk wins (m = 1000: 0.85 against 0.81).
