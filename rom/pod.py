@@ -233,7 +233,7 @@ def _times(X: np.ndarray, W: np.ndarray) -> np.ndarray:
     """X @ W (n, l) for a tall X (n, k) and a small W (k, l), by row slabs (`_row_slabs`).
 
     Tall float64 X with unit column stride goes to `rom._tall_kernels.times` (1e6 x 500 times
-    500 x 50 on 2 cores: 0.43 s, numpy's matmul through OpenBLAS 0.78 s).
+    500 x 50 on 2 cores: 0.36-0.43 s, numpy's matmul through OpenBLAS 0.78 s).
     """
     out = np.empty((X.shape[0], W.shape[1]))
     passes = _times_passes(W) if _kernel_applies(X) else None

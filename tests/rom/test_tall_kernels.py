@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from rom import _fpenv, _tall_kernels as gk
@@ -104,3 +105,16 @@ def test_pod_modes_product_goes_through_the_kernel_in_column_groups(monkeypatch)
     group = pod_module._TIMES_GROUP_VECTORS * gk.lanes()
     assert sorted(set(calls)) == sorted({min(group, 130 - a) for a in range(0, 130, group)})
     assert np.max(np.abs(P - X @ V)) <= 1e-13 * np.max(np.abs(X @ V))
+
+
+def test_nonfinite_snapshot_is_refused_by_name_on_the_kernel_path():
+    """Inf or NaN in a tall snapshot matrix reaches G's diagonal through the kernel: the POD
+    refuses it naming the column, as on numpy's path."""
+    from rom.errors import ShapeError
+
+    for bad in (np.inf, np.nan):
+        S = np.random.default_rng(0).standard_normal((3000, 30))
+        S[1234, 17] = bad
+        assert pod_module._kernel_applies(S, pod_module._KERNEL_MAX_COLS)
+        with pytest.raises(ShapeError, match=r"\[17\]"):
+            pod_module.pod(S, n_modes=5)
