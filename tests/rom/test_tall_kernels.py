@@ -40,10 +40,13 @@ def test_lower_triangle_equals_numpy_gram(rows, cols, extra, kc, width, seed):
 
 
 def test_tiles_per_chunk_counts_the_kernels_tiles():
-    """Block b of MP panels pairs with panels b MP .. npan - 1: the triangle's tile count."""
-    for npan in (1, 3, 4, 13, 63):
-        starts = range(0, npan, gk.MP)
-        assert gk.tiles_per_chunk(npan, 8) == sum(npan - s for s in starts)
+    """Blocks of 3 panels, each paired with the panels from its own on: 3q (q + 1) / 2 tiles
+    for 3q panels (693 for 500 columns), 4 + 1 for 4 panels."""
+    assert gk.MP == 3
+    for q in (1, 2, 21):
+        assert gk.tiles_per_chunk(3 * q) == 3 * q * (q + 1) // 2
+    assert gk.tiles_per_chunk(gk.panels(500, 8)) == 693
+    assert gk.tiles_per_chunk(4) == 5 and gk.tiles_per_chunk(1) == 1
     assert gk.panels(500, 8) == 63 and gk.panels(17, 8) == 3 and gk.panels(100, 8) == 13
 
 
