@@ -237,16 +237,18 @@ def _times(X: np.ndarray, W: np.ndarray) -> np.ndarray:
     """
     out = np.empty((X.shape[0], W.shape[1]))
     passes = _times_passes(W) if _kernel_applies(X) else None
-    if passes is None:
-        _row_slabs(lambda Xs, Os: np.matmul(Xs, W, out=Os), X, out)
-        return out
-
-    def run(Xs, Os):
-        for Vp, a, b, fn, width, R in passes:
-            _tall_kernels.times(Xs, Vp, b - a, Os[:, a:b], fn, width, R)
-
-    _row_slabs(run, X, out)
+    _row_slabs(lambda Xs, Os: _times_into(Xs, W, Os, passes), X, out)
     return out
+
+
+def _times_into(X: np.ndarray, W: np.ndarray, out: np.ndarray, passes: list | None) -> None:
+    """out = X @ W on the calling thread, through the kernel passes of `_times_passes(W)`
+    or, where None, numpy's matmul."""
+    if passes is None:
+        np.matmul(X, W, out=out)
+        return
+    for Vp, a, b, fn, width, R in passes:
+        _tall_kernels.times(X, Vp, b - a, out[:, a:b], fn, width, R)
 
 
 def _times_passes(W: np.ndarray) -> list | None:
@@ -434,28 +436,30 @@ def _right_mul_inv_lt(X: np.ndarray, L: np.ndarray) -> np.ndarray:
     The small inverse L^{-1} is formed explicitly (L is well conditioned here:
     cond(L) = cond(X^T M X)^{1/2}), then each row slab (`_row_slabs`) is multiplied
     block by block into a small buffer and copied back: no copy of X, no triangular
-    solve with n right-hand sides. numpy's matmul, not scipy's dtrmm: scipy's BLAS
-    wrappers hold the GIL, so slabs of dtrmm ran one after the other (1e6 x 50 on two
-    threads: 0.33 s, as on one).
+    solve with n right-hand sides. The product is `rom._tall_kernels.times` where X suits
+    it (1e6 x 50 on two threads: 0.06-0.07 s, numpy's matmul 0.11-0.14 s), numpy's matmul
+    otherwise; not scipy's dtrmm: scipy's BLAS wrappers hold the GIL, so slabs of dtrmm ran
+    one after the other (1e6 x 50 on two threads: 0.33 s, as on one).
     """
     Linv = sla.solve_triangular(L, np.eye(L.shape[0]), lower=True, check_finite=False)
     if not X.flags.c_contiguous:
         return _times(X, Linv.T)
     Lt = np.ascontiguousarray(Linv.T)
+    passes = _times_passes(Lt) if _kernel_applies(X) else None
 
     def blocks(Xs):
         buf = np.empty((min(_CORRECTION_ROWS, Xs.shape[0]), Lt.shape[1]))
         for b0 in range(0, Xs.shape[0], _CORRECTION_ROWS):
             Xb = Xs[b0:b0 + _CORRECTION_ROWS]
             out = buf[:Xb.shape[0]]
-            np.matmul(Xb, Lt, out=out)
+            _times_into(Xb, Lt, out, passes)
             Xb[...] = out
 
     _row_slabs(blocks, X)
     return X
 
 
-_CORRECTION_ROWS = 4096  # rows per block of the in-place correction: block and buffer stay in L2
+_CORRECTION_ROWS = 2048  # rows per block of the in-place correction: block and buffer stay in L2 (4096: 0.07-0.08 s)
 
 
 def _qr_local(S: np.ndarray, comm: Comm) -> tuple[np.ndarray, np.ndarray]:
