@@ -20,9 +20,9 @@ in this run, >= 0.8; the Gram flops are n m (m + 1), what the symmetric rank-k
 update performs; the GEMM rate is the best of square GEMMs timed before, between
 and after the Gram timings, as this machine's speed drifts within minutes; the
 Gram rate is the best of six timings, three without the memory sampler and three
-with it; the ratio to the start-of-run rate stays in the rows), pod_vs_gram (whole POD over the Gram step, both timed with the
-sampler, <= 1.5), both on the
-largest matrix (1e6 x 500; the issue names one per size only for pyMOR), with every
+with it; the ratio to the start-of-run rate stays in the rows), pod_vs_gram (whole
+POD over the Gram step, both timed with the sampler, <= 1.5), both on the largest
+matrix (1e6 x 500; the issue names one per size only for pyMOR), with every
 size's values in the rows (`gemm_fraction`, `pod_vs_gram`); pod_vs_pymor (pyMOR
 seconds over romtk seconds at equal or better accuracy, >= 1, one per size),
 streaming_memory_blocks (< 3). At m = 100 the modes S W cost as many flops as the
