@@ -158,10 +158,11 @@ def pack_right(V: np.ndarray, width: int) -> np.ndarray:
     return Vp
 
 
-def times(X: np.ndarray, Vp: np.ndarray, l: int, out: np.ndarray, fn, width: int, R: int,
+def times(X: np.ndarray, Vp: np.ndarray, l: int, out: np.ndarray, fn,
           rows_per_chunk: int = TIMES_ROWS, ki: int = TIMES_KI) -> np.ndarray:
-    """out[:, :l] = X @ Vp[:, :l] for X (n_rows, k) and out (n_rows, >= l), both with unit column
-    stride; Vp from `pack_right`. Runs without the GIL (ctypes)."""
+    """out = X @ Vp[:, :l] for X (n_rows, k) and out (n_rows, l), both float64 with unit column
+    stride and not overlapping; Vp from `pack_right`, fn from `compiled_times`. Runs without
+    the GIL (ctypes)."""
     rows, k = X.shape
     fn(X.ctypes.data, X.strides[0] // 8, rows, k, Vp.ctypes.data, l, out.ctypes.data, out.strides[0] // 8,
        rows_per_chunk, ki)

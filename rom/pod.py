@@ -247,13 +247,13 @@ def _times_into(X: np.ndarray, W: np.ndarray, out: np.ndarray, passes: list | No
     if passes is None:
         np.matmul(X, W, out=out)
         return
-    for Vp, a, b, fn, width, R in passes:
-        _tall_kernels.times(X, Vp, b - a, out[:, a:b], fn, width, R)
+    for Vp, a, b, fn in passes:
+        _tall_kernels.times(X, Vp, b - a, out[:, a:b], fn)
 
 
 def _times_passes(W: np.ndarray) -> list | None:
-    """[(packed columns a:b of W, a, b, kernel, lanes, rows per tile)], groups of at most
-    _TIMES_GROUP_VECTORS vectors (one register tile); None where no kernel can be built."""
+    """[(packed columns a:b of W, a, b, kernel)], groups of at most _TIMES_GROUP_VECTORS
+    vectors (one register tile); None where no kernel can be built."""
     width = _tall_kernels.lanes()
     if width is None or W.shape[1] == 0:
         return None
@@ -261,10 +261,10 @@ def _times_passes(W: np.ndarray) -> list | None:
     passes = []
     for a in range(0, W.shape[1], group):
         b = min(a + group, W.shape[1])
-        fn, _, R = _tall_kernels.compiled_times(-(-(b - a) // width))
+        fn = _tall_kernels.compiled_times(-(-(b - a) // width))[0]
         if fn is None:
             return None
-        passes.append((_tall_kernels.pack_right(np.asarray(W[:, a:b], dtype=np.float64), width), a, b, fn, width, R))
+        passes.append((_tall_kernels.pack_right(np.asarray(W[:, a:b], dtype=np.float64), width), a, b, fn))
     return passes
 
 

@@ -84,13 +84,13 @@ def test_wide_or_strided_snapshots_take_numpy_and_agree():
 def test_times_equals_numpy_product(rows, k, l, extra, rc, ki, width, seed):
     """Every row chunk, block of V, tail tile and masked last vector gives X V to round-off, and
     the output's columns past l (a wider array's) are left untouched."""
-    fn, w, R = gk.compiled_times(-(-l // width), width)
+    fn, w, _ = gk.compiled_times(-(-l // width), width)
     assert fn is not None, w
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((rows, k + extra))[:, extra:]
     V = rng.standard_normal((k, l))
     wide_out = np.full((rows, l + 3), 7.0)
-    gk.times(X, gk.pack_right(V, w), l, wide_out[:, :l], fn, w, R, rows_per_chunk=rc, ki=ki)
+    gk.times(X, gk.pack_right(V, w), l, wide_out[:, :l], fn, rows_per_chunk=rc, ki=ki)
     bound = 8 * np.finfo(float).eps * k * np.max(np.abs(X)) * np.max(np.abs(V))
     assert np.max(np.abs(wide_out[:, :l] - X @ V)) <= bound
     assert np.all(wide_out[:, l:] == 7.0)
