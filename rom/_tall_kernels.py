@@ -89,6 +89,14 @@ def lanes() -> int | None:
     return _target()[2]
 
 
+def tuned() -> bool:
+    """Whether this CPU has the vector width the kernels' tiles and chunk sizes were measured
+    and tuned on (AVX-512: 32 registers of 8 lanes). The 4-lane variant is built and tested
+    for correctness, not timed (its 12-24 accumulators may not fit AVX2's 16 registers), so
+    callers keep numpy's products there."""
+    return lanes() == W_AVX512
+
+
 @functools.lru_cache(maxsize=None)
 def compiled(width: int | None = None):
     """(gram function, W) for the running CPU, or (None, reason) where it cannot be built.

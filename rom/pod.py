@@ -220,8 +220,8 @@ def _syrk(X: np.ndarray) -> np.ndarray:
 
 
 def _kernel_applies(X: np.ndarray, max_cols: int | None = None) -> bool:
-    """Whether X suits `rom._tall_kernels`: tall float64 rows with unit column stride."""
-    return (X.dtype == np.float64 and X.shape[0] >= _KERNEL_MIN_ROWS and 0 < X.shape[1] <= (max_cols or X.shape[1])
+    """Whether X suits `rom._tall_kernels` on this CPU: tall float64 rows with unit column stride."""
+    return (_tall_kernels.tuned() and X.dtype == np.float64 and X.shape[0] >= _KERNEL_MIN_ROWS and 0 < X.shape[1] <= (max_cols or X.shape[1])
             and X.strides[1] == X.itemsize and X.strides[0] % X.itemsize == 0 and X.strides[0] > 0)
 
 

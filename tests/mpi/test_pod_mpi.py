@@ -62,14 +62,14 @@ def test_distributed_pod_equals_serial(method):
 def test_distributed_pod_through_the_tall_kernels_equals_serial():
     """Euclidean POD of 6000 rows: each rank's 3000 go through rom._tall_kernels (Gram and
     modes); the allreduced Gram and the modes equal the serial ones to round-off."""
-    from rom import pod as pod_module
+    from rom import _tall_kernels, pod as pod_module
 
     comm = world()
     rng = np.random.default_rng(11)
     x = np.linspace(0, 1, 6000)[:, None]
     S = np.exp(-((x - rng.uniform(0.2, 0.8, 45)) / 0.05) ** 2)
     r = _rows(S.shape[0], comm)
-    assert pod_module._kernel_applies(S[r], pod_module._KERNEL_MAX_COLS)
+    assert pod_module._kernel_applies(S[r], pod_module._KERNEL_MAX_COLS) == _tall_kernels.tuned()
     Phi, s = pod(S, n_modes=20, method="snapshots", comm=SERIAL)
     Phi_d, s_d = pod(S[r], n_modes=20, method="snapshots", comm=comm)
     eps = np.finfo(float).eps

@@ -60,7 +60,8 @@ def test_pod_gram_step_goes_through_the_kernel_and_matches_dsyrk(monkeypatch):
     real = gk.gram_lower
     monkeypatch.setattr(gk, "gram_lower", lambda *a, **k: calls.append(a[0].shape) or real(*a, **k))
     G = pod_module._syrk(S)
-    assert calls and sum(r for r, _ in calls) == S.shape[0]
+    # on AVX-512 the kernel takes every row; elsewhere numpy's dsyrk all of them
+    assert sum(r for r, _ in calls) == (S.shape[0] if gk.tuned() else 0)
     with _fpenv.flush_subnormals():
         ref = S.T @ S
     assert np.array_equal(G, G.T)
@@ -97,7 +98,8 @@ def test_times_equals_numpy_product(rows, k, l, extra, rc, ki, width, seed):
 
 
 def test_pod_modes_product_goes_through_the_kernel_in_column_groups(monkeypatch):
-    """130 columns: three passes (56 + 56 + 18 on AVX-512), the product numpy's to round-off."""
+    """130 columns: three passes (56 + 56 + 18 on AVX-512, numpy's matmul elsewhere), the product
+    numpy's to round-off."""
     rng = np.random.default_rng(5)
     X = rng.standard_normal((5000, 60))
     V = rng.standard_normal((60, 130))
@@ -105,8 +107,9 @@ def test_pod_modes_product_goes_through_the_kernel_in_column_groups(monkeypatch)
     real = gk.times
     monkeypatch.setattr(gk, "times", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
     P = pod_module._times(X, V)
-    group = pod_module._TIMES_GROUP_VECTORS * gk.lanes()
-    assert sorted(set(calls)) == sorted({min(group, 130 - a) for a in range(0, 130, group)})
+    group = pod_module._TIMES_GROUP_VECTORS * (gk.lanes() or gk.W_AVX512)
+    expected = {min(group, 130 - a) for a in range(0, 130, group)} if gk.tuned() else set()
+    assert set(calls) == expected
     assert np.max(np.abs(P - X @ V)) <= 1e-13 * np.max(np.abs(X @ V))
 
 
@@ -118,6 +121,6 @@ def test_nonfinite_snapshot_is_refused_by_name_on_the_kernel_path():
     for bad in (np.inf, np.nan):
         S = np.random.default_rng(0).standard_normal((3000, 30))
         S[1234, 17] = bad
-        assert pod_module._kernel_applies(S, pod_module._KERNEL_MAX_COLS)
+        assert pod_module._kernel_applies(S, pod_module._KERNEL_MAX_COLS) == gk.tuned()
         with pytest.raises(ShapeError, match=r"\[17\]"):
             pod_module.pod(S, n_modes=5)
