@@ -114,15 +114,17 @@ def compiled(width: int | None = None):
 
 @functools.lru_cache(maxsize=None)
 def compiled_times(nq: int, width: int | None = None):
-    """(times function for NQ output vectors, W, R rows per tile), or (None, reason, 0)."""
+    """(times function for NQ output vectors, W), or (None, reason) where it cannot be built.
+
+    Its register tile has R = min(6, TIMES_ACC // NQ) rows (at least 1) of NQ vectors."""
     llvm, tm, native = _target()
     if llvm is None:
-        return None, tm, 0
+        return None, tm
     width = width or native
     R = max(1, min(6, TIMES_ACC // nq))
     fn, why = _compile(_times_ir(width, nq, R, llvm.get_process_triple()), "times",
                        [_PTR, _I64, _I64, _I64, _PTR, _I64, _PTR, _I64, _I64, _I64])
-    return (fn, width, R) if fn is not None else (None, why, 0)
+    return (fn, width) if fn is not None else (None, why)
 
 
 def panels(n: int, width: int) -> int:
