@@ -204,10 +204,10 @@ def _syrk(X: np.ndarray) -> np.ndarray:
     """X^T X (m, m) for X (n, m), exactly symmetric, once per row slab (`_row_slabs`).
 
     Tall float64 X with unit column stride and m <= _KERNEL_MAX_COLS goes to the packed
-    kernel of `rom._tall_kernels` (1e6 x 500 on 2 cores: 0.84-0.88 of the square-GEMM rate,
-    OpenBLAS's dsyrk 0.72-0.75); the rest to numpy's X.T @ X, which calls dsyrk (half the
-    flops of a GEMM). Past about 640 columns G no longer fits in L2 beside the packed rows
-    and dsyrk wins (m = 1000: 0.85 against 0.81).
+    kernel of `rom._tall_kernels` (2 cores, 1e6 x 500: 0.96 of the square-GEMM rate; 4e5 x
+    1000 and 2e5 x 2000: 0.94, where OpenBLAS's dsyrk reaches 0.73 and 0.84); the rest to
+    numpy's X.T @ X, which calls dsyrk (half the flops of a GEMM). Past 2000 columns the
+    kernel was not measured.
     """
     m = X.shape[1]
     fn, width = _tall_kernels.compiled() if _kernel_applies(X, _KERNEL_MAX_COLS) else (None, None)
@@ -226,7 +226,7 @@ def _kernel_applies(X: np.ndarray, max_cols: int | None = None) -> bool:
 
 
 _KERNEL_MIN_ROWS = 1024  # below, numpy's call costs less than the kernel's G and panel buffers
-_KERNEL_MAX_COLS = 640
+_KERNEL_MAX_COLS = 2000  # the widest the kernel was timed at (docs/benchmarks.md)
 
 
 def _times(X: np.ndarray, W: np.ndarray) -> np.ndarray:

@@ -50,6 +50,27 @@ def test_tiles_per_chunk_counts_the_kernels_tiles():
     assert gk.panels(500, 8) == 63 and gk.panels(17, 8) == 3 and gk.panels(100, 8) == 13
 
 
+@pytest.mark.parametrize("npan", [1, 2, 3, 4, 7, 63])
+def test_tiles_cover_the_lower_triangle_once(npan):
+    """The kernel's G tiles, in visiting order, hold each cell (j >= i) of G exactly once, and
+    unpack_tiles puts tile t's cell (c, s) at row J W + c, column I W + s."""
+    w = gk.W_AVX512
+    ntiles = gk.tiles_per_chunk(npan)
+    rows, cols = gk._tile_cells(npan, w)
+    assert rows.shape == cols.shape == (ntiles, w, gk.MP * w)
+    npad = npan * w
+    keep = (cols < npad) & (rows >= cols)
+    hits = np.zeros((npad, npad), dtype=int)
+    np.add.at(hits, (rows[keep], cols[keep]), 1)
+    assert np.array_equal(hits, np.tril(np.ones((npad, npad), dtype=int)))
+    Gt = np.arange(ntiles * w * gk.MP * w, dtype=float).reshape(ntiles, w, gk.MP * w) + 1.0
+    G = gk.unpack_tiles(Gt, npan)
+    assert G.shape == (npad, npad)
+    t = ntiles - 1  # the last tile: block I = the last multiple of MP, panel J = npan - 1
+    I, J = (npan - 1) // gk.MP * gk.MP, npan - 1
+    assert G[J * w + 2, I * w] == Gt[t, 2, 0]
+
+
 def test_pod_gram_step_goes_through_the_kernel_and_matches_dsyrk(monkeypatch):
     """A tall snapshot matrix whose pulses underflow to subnormals (flushed on the slab
     threads): the kernel is called and its Gram matrix is numpy's to round-off, exactly symmetric."""
