@@ -178,8 +178,9 @@ def unpack_tiles(Gt: np.ndarray, npan: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=8)
 def _tile_cells(npan: int, width: int) -> tuple:
-    """Row and column of G of each cell of each tile, (ntiles, W, MP W) int64 each, in the
-    kernel's visiting order: blocks of MP column panels I, then row panels J >= I."""
+    """Row and column of G of each cell of each tile, in the kernel's visiting order (blocks
+    of MP column panels I, then row panels J >= I): read-only int64 views of shape
+    (ntiles, W, MP W), broadcast from (ntiles, W, 1) and (ntiles, 1, MP W)."""
     I = np.concatenate([np.full(npan - i, i) for i in range(0, npan, MP)])
     J = np.concatenate([np.arange(i, npan) for i in range(0, npan, MP)])
     rows = J[:, None, None] * width + np.arange(width)[None, :, None]
