@@ -1,0 +1,142 @@
+"""Atomic writes and guarded reads of romtk's files (HDF5 and the files written beside them).
+
+Every file romtk writes goes through `atomic`: it is written to `<name>.partial` in the same
+folder and renamed into place only when complete, so a killed process never leaves a
+half-written file under the real name. Every reader runs inside `reading`, which turns any
+low-level failure of a damaged file (h5py's KeyError/OSError, wrong dtypes or shapes, missing
+attributes) into a `StoreError` that names the file, the object being read and what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from pathlib import Path
+from typing import Iterator
+
+import h5py
+import numpy as np
+
+from rom.errors import RomError, StoreError
+
+__all__ = ["atomic", "partial_path", "stale_partial", "reading", "read_array", "read_attr", "format_of"]
+
+log = logging.getLogger("rom.h5io")
+
+# What a damaged or foreign file raises inside h5py / numpy when read.
+_DAMAGE = (KeyError, OSError, ValueError, TypeError, IndexError, AttributeError, RuntimeError,
+           UnicodeDecodeError, OverflowError, AssertionError, ZeroDivisionError)
+
+
+def partial_path(path) -> Path:
+    """The name a file is written under before it is renamed into place."""
+    path = Path(path)
+    return path.with_name(path.name + ".partial")
+
+
+def stale_partial(path) -> Path | None:
+    """Remove a `.partial` left by a killed writer of `path` and return its name (None if none).
+
+    A `.partial` file is never the real output, so removing it loses nothing that was finished.
+    """
+    tmp = partial_path(path)
+    if tmp.exists():
+        log.warning("removing %s, left by a run that was stopped while writing %s", tmp, Path(path).name)
+        tmp.unlink()
+        return tmp
+    return None
+
+
+@contextlib.contextmanager
+def atomic(path) -> Iterator[Path]:
+    """Yield the temporary path to write `path` through; rename it into place on success.
+
+    On an exception the temporary file is removed and `path` is left as it was.
+    """
+    path = Path(path)
+    tmp = partial_path(path)
+    if tmp.exists():
+        stale_partial(path)
+    try:
+        yield tmp
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def reading(path, what: str = "romtk file", fix: str = "regenerate it") -> Iterator[h5py.File]:
+    """Open `path` read-only; any failure while reading it becomes a StoreError.
+
+    what : the kind of file, for the message ("snapshot store", "reduced model", ...).
+    fix : what the user should do about a damaged file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"{path}: no such file; give the path of an existing {what}")
+    try:
+        f = h5py.File(path, "r")
+    except _DAMAGE as exc:
+        raise StoreError(f"{path} is not a readable HDF5 file ({exc}); it is damaged or not a {what}: {fix}") from None
+    try:
+        with f:
+            yield f
+    except RomError:
+        raise
+    except _DAMAGE as exc:
+        raise StoreError(f"{path} is a damaged {what} ({type(exc).__name__}: {exc}); {fix}") from None
+
+
+def format_of(f: h5py.File) -> str:
+    """The file's `format` attribute as text ('' when absent)."""
+    fmt = f.attrs.get("format", "")
+    if isinstance(fmt, bytes):
+        fmt = fmt.decode(errors="replace")
+    return str(fmt)
+
+
+def read_array(group: h5py.Group, name: str, *, ndim: int | None = None, dtype=np.float64,
+               finite: bool = False, shape: tuple | None = None) -> np.ndarray:
+    """`group[name]` as an array of `dtype`, checked; a mismatch raises StoreError naming the object.
+
+    shape : expected shape with None for any size.
+    """
+    where = f"{group.file.filename}:{group.name.rstrip('/')}/{name}"
+    if name not in group:
+        raise StoreError(f"{where} is missing; the file is damaged or was written by another tool")
+    obj = group[name]
+    if not isinstance(obj, h5py.Dataset):
+        raise StoreError(f"{where} is a {type(obj).__name__}, expected a dataset; the file is damaged")
+    raw = obj[()]
+    try:
+        arr = np.asarray(raw, dtype=dtype)
+    except (TypeError, ValueError):
+        raise StoreError(f"{where} has dtype {obj.dtype}, expected {np.dtype(dtype)}; the file is damaged") from None
+    if ndim is not None and arr.ndim != ndim:
+        raise StoreError(f"{where} has shape {arr.shape}, expected {ndim} dimensions; the file is damaged")
+    if shape is not None and (arr.ndim != len(shape) or any(s is not None and s != n for s, n in zip(shape, arr.shape))):
+        raise StoreError(f"{where} has shape {arr.shape}, expected {shape}; the file is damaged")
+    if finite and arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise StoreError(f"{where} holds NaN or Inf; the file is damaged")
+    return arr
+
+
+def read_attr(obj, name: str, kind=str):
+    """Attribute `name` of an HDF5 object as `kind` (str, int, float); StoreError when absent or wrong."""
+    where = f"{obj.file.filename}:{obj.name}@{name}"
+    if name not in obj.attrs:
+        raise StoreError(f"{where} is missing; the file is damaged or was written by another tool")
+    value = obj.attrs[name]
+    try:
+        if kind is str:
+            if isinstance(value, bytes):
+                return value.decode()
+            if not isinstance(value, str):
+                raise TypeError(type(value).__name__)
+            return value
+        return kind(np.asarray(value).item())
+    except (TypeError, ValueError, UnicodeDecodeError):
+        raise StoreError(f"{where} = {value!r} is not a {kind.__name__}; the file is damaged") from None
