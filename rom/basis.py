@@ -25,6 +25,7 @@ import h5py
 import numpy as np
 
 from rom.errors import RomError, ShapeError, StoreError
+from rom.h5io import atomic
 from rom.pod import IncrementalPOD, PODArgumentError, _check_truncation, pod
 from rom.store import SnapshotStore, _read_mesh_group, _romtk_version, _write_mesh_group, array_hash
 
@@ -180,7 +181,8 @@ class PodBasis:
 
     # ------------------------------------------------------------------ outputs
     def plot(self, path) -> Path:
-        """PNG: singular-value decay and projection error against basis size."""
+        """PNG (or any matplotlib format, by the suffix): singular-value decay and projection
+        error against basis size. Written beside and renamed."""
         import matplotlib
 
         matplotlib.use("Agg")
@@ -205,12 +207,16 @@ class PodBasis:
         for ax in (a1, a2):
             ax.grid(True, which="both", lw=0.3)
         fig.tight_layout()
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
+        try:
+            with atomic(path) as tmp:  # beside and renamed: an interrupted run keeps the old image
+                fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".").lower() or "png")
+        finally:
+            plt.close(fig)
         return path
 
     def write_xdmf(self, path, mesh=None, n_modes: int | None = None, components: int = 1) -> Path:
-        """Modes as point fields mode_000, mode_001, ... on the mesh (ParaView).
+        """Modes as point fields mode_000, mode_001, ... on the mesh (ParaView); `path` .xdmf
+        (arrays in a .h5 of the same stem beside it) or .vtu, written beside and renamed.
 
         The dofs must start with the mesh vertices in vertex order (romtk's serial
         numbering; of P2 fields only the vertex values are written), `components`

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Iterator
 
@@ -39,11 +40,15 @@ def stale_partial(path) -> Path | None:
     """Remove a `.partial` left by a killed writer of `path` and return its name (None if none).
 
     A `.partial` file is never the real output, so removing it loses nothing that was finished.
+    It is a folder for outputs of several files (an XDMF and its .h5, see solvers.mesh.io).
     """
     tmp = partial_path(path)
     if tmp.exists():
         log.warning("removing %s, left by a run that was stopped while writing %s", tmp, Path(path).name)
-        tmp.unlink()
+        if tmp.is_dir():
+            shutil.rmtree(tmp)
+        else:
+            tmp.unlink()
         return tmp
     return None
 

@@ -10,8 +10,9 @@ The problem protocol is small: an object with
 * optionally ``inner_product`` (a sparse matrix, or a method returning one),
   ``times`` (the time instants) and ``mesh`` (hashed for provenance).
 
-`generate` is resumable: if the store exists it must hold the same sample, and
-only the snapshots still missing are computed. Under mpirun the ranks are split
+`generate` is resumable: if the store exists it must hold the same sample of the same
+model (its identity: case, options, mesh hash, parameter space, dof count; see
+`SnapshotStore.identity`), and only the snapshots still missing are computed. Under mpirun the ranks are split
 into groups of `group_size` (a sub-communicator each, passed to the problem's
 ``solve`` as ``comm=`` when it accepts it); groups take parameters round-robin,
 and world rank 0 writes every result to the store. A `RomError` raised by one
@@ -22,6 +23,7 @@ and the run goes on.
 from __future__ import annotations
 
 import inspect
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +32,11 @@ import numpy as np
 
 from rom.errors import ParameterError, RomError, ShapeError, StoreError
 from rom.parallel import Comm, world
-from rom.store import DONE, FAILED, MISSING, SnapshotStore, array_hash, as_sample
+from rom.store import DONE, FAILED, MISSING, SnapshotStore, _romtk_version, array_hash, as_sample
 
 __all__ = ["generate", "GenerationReport"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -46,10 +50,12 @@ class GenerationReport:
     n_computed: int
     seconds: float
     failures: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
 
     def __str__(self) -> str:
         lines = [f"{self.path}: {self.n_done}/{self.n_samples} snapshots done, {self.n_failed} failed, "
                  f"{self.n_computed} computed in this run ({self.seconds:.1f} s)"]
+        lines += [f"  warning: {w}" for w in self.warnings]
         lines += [f"  failed #{i}: {msg}" for i, msg in sorted(self.failures.items())]
         return "\n".join(lines)
 
@@ -61,6 +67,37 @@ def _inner_product(problem):
 
 def _solve(problem, mu, group: Comm, pass_comm: bool):
     return problem.solve(mu, comm=group) if pass_comm else problem.solve(mu)
+
+
+def _identity(problem, space, case, options) -> dict:
+    """The identity of the full-order model as `SnapshotStore.identity()` spells it, from what
+    is known before solving (the dof count and steps are checked on the first result)."""
+    mesh = getattr(problem, "mesh", None)
+    has_mesh = hasattr(mesh, "points") and hasattr(mesh, "cells")
+    out = {"case": case or type(problem).__name__, "options": dict(options or {}),
+           "mesh_hash": array_hash(mesh.points, mesh.cells) if has_mesh else "", "romtk_version": _romtk_version()}
+    if hasattr(space, "to_dict"):
+        out["parameter_space"] = space.to_dict()
+    return out
+
+
+def _check_resume(store: SnapshotStore, identity: dict, P: np.ndarray) -> list[str]:
+    """Refuse (StoreError) to resume a store made for another model or sample; return warnings."""
+    path = store.path
+    if store.parameters.shape != P.shape or not np.array_equal(store.parameters, P):
+        raise StoreError(f"{path} holds snapshots for another parameter sample ({store.parameters.shape[0]} "
+                         f"points of dimension {store.parameters.shape[1]}, now {P.shape[0]} of {P.shape[1]}); "
+                         "write to another file, or delete it to start over")
+    differences = store.identity_differences(identity)
+    if differences:
+        raise StoreError(f"{path} holds snapshots of another full-order model; refusing to mix them: "
+                         + "; ".join(differences) + ". Rerun with the store's settings, write to another file, "
+                         "or delete it to start over")
+    version = store.identity()["romtk_version"]
+    if version != identity["romtk_version"]:
+        return [f"{path} was written by romtk {version}; resuming it with romtk {identity['romtk_version']} "
+                "(the store keeps the first version in its romtk_version attribute)"]
+    return []
 
 
 def _accepts_comm(problem) -> bool:
@@ -75,9 +112,14 @@ def generate(problem, mu_samples, store_path, comm: Comm | None = None, progress
              retry_failed: bool = False) -> GenerationReport:
     """Compute the snapshots of `problem` at `mu_samples` (m, dim) into the store at `store_path`.
 
-    Resumes an existing store (same sample required; `retry_failed` also recomputes
-    recorded failures). `progress` shows a tqdm bar with ETA on rank 0.
-    `case` and `options` are recorded as provenance. Returns a `GenerationReport`.
+    Resumes an existing store (`retry_failed` also recomputes recorded failures) only if it
+    was made for the same model: same sample, case (default: the problem's class name),
+    options, mesh hash (`array_hash(problem.mesh.points, problem.mesh.cells)`), parameter
+    space, dof count and steps; otherwise StoreError names each difference. A store written
+    by another romtk version is resumed with a warning (logged and in the report).
+    `progress` shows a tqdm bar with ETA on rank 0. `case` and `options` (the options that
+    define the problem and the run, JSON-able) are recorded in the store and compared on
+    resume. Returns a `GenerationReport`.
     """
     comm = world() if comm is None else comm
     t0 = time.perf_counter()
@@ -107,16 +149,18 @@ def generate(problem, mu_samples, store_path, comm: Comm | None = None, progress
     store = None
     todo = None
     error = None
+    warnings: list[str] = []
     if comm.rank == 0:
         try:
             if path.exists():
                 store = SnapshotStore(path, "r+")
-                if store.parameters.shape != P.shape or not np.array_equal(store.parameters, P):
+                try:
+                    warnings = _check_resume(store, _identity(problem, space, case, options), P)
+                except StoreError:
                     store.close()
-                    raise StoreError(
-                        f"{path} holds snapshots for another parameter sample ({store.parameters.shape[0]} points); "
-                        "write to another file, or delete it to start over"
-                    )
+                    raise
+                for w in warnings:
+                    log.warning("%s", w)
                 st = store.status
                 todo = np.flatnonzero((st == MISSING) | ((st == FAILED) if retry_failed else False))
             else:
@@ -127,6 +171,7 @@ def generate(problem, mu_samples, store_path, comm: Comm | None = None, progress
     if error is not None:
         raise error
     todo = comm.bcast(todo)
+    resumed = store is not None
 
     bar = None
     if progress and comm.rank == 0 and todo.size:
@@ -175,8 +220,10 @@ def generate(problem, mu_samples, store_path, comm: Comm | None = None, progress
                     else:
                         want = (store.n_steps, store.n_dofs) if store.n_steps else (store.n_dofs,)
                         if value.shape != want:
-                            raise ShapeError(f"solve(mu) for sample {i} returned shape {value.shape}; "
-                                             f"earlier snapshots have {want}")
+                            raise (StoreError if resumed else ShapeError)(
+                                f"solve(mu) for sample {i} returned shape {value.shape}; the snapshots in {path} "
+                                f"have {want}" + (": it holds another full-order model (n_steps, n_dofs differ); "
+                                                  "write to another file" if resumed else ""))
                         store.write(i, value)
                 if bar is not None:
                     bar.update(sum(res is not None for res in results))
@@ -191,7 +238,7 @@ def generate(problem, mu_samples, store_path, comm: Comm | None = None, progress
                 StoreError(f"nothing to compute and no store at {path}")
         st = store.status
         report = GenerationReport(str(path), int(st.size), int(np.sum(st == DONE)), int(np.sum(st == FAILED)),
-                                  int(todo.size), time.perf_counter() - t0, store.failures())
+                                  int(todo.size), time.perf_counter() - t0, store.failures(), warnings)
         store.close()
         if report.n_failed:
             comm.print(str(report))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Iterator, Mapping
 
@@ -27,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from rom.errors import ShapeError, StoreError
+from rom.h5io import atomic
 
 __all__ = ["SnapshotStore", "FORMAT", "FORMAT_VERSION", "array_hash", "MISSING", "DONE", "FAILED"]
 
@@ -208,8 +208,7 @@ class SnapshotStore:
             if M.shape != (n_dofs, n_dofs):
                 raise ShapeError(f"inner_product has shape {M.shape}; expected ({n_dofs}, {n_dofs})")
         m = P.shape[0]
-        tmp = path.with_name(path.name + ".partial")
-        with h5py.File(tmp, "w") as f:
+        with atomic(path) as tmp, h5py.File(tmp, "w") as f:
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["romtk_version"] = _romtk_version()
@@ -245,8 +244,50 @@ class SnapshotStore:
             ig.attrs["rebuild"] = inner_product_rebuild or ""
             if mesh is not None:
                 _write_mesh_group(f, mesh)
-        os.replace(tmp, path)
         return cls(path, "r+")
+
+    # ------------------------------------------------------------------ identity
+    def identity(self) -> dict:
+        """What defines the full-order model whose snapshots this store holds.
+
+        case, options (JSON object of the run's options), mesh_hash, n_dofs, n_steps,
+        parameter_space (its description, {} if none was stored) and romtk_version,
+        all read from the attributes written by `create`.
+        """
+        a = self._f.attrs
+        text = lambda v: v.decode() if isinstance(v, bytes) else str(v)  # noqa: E731
+        space = self._f["parameters"].attrs.get("space")
+        return {
+            "case": text(a.get("case", "")),
+            "options": json.loads(text(a.get("options", "{}"))),
+            "mesh_hash": text(a.get("mesh_hash", "")),
+            "n_dofs": self.n_dofs,
+            "n_steps": self.n_steps,
+            "parameter_space": json.loads(text(space)) if space is not None else {},
+            "romtk_version": text(a.get("romtk_version", "")),
+        }
+
+    def identity_differences(self, expected: Mapping) -> list[str]:
+        """The entries of `expected` (keys as in `identity()`, any subset) that differ from this
+        store's, one 'name: store X, now Y' line each; romtk_version is left out (see
+        `generate`, which only warns about it). Options are compared as JSON (tuples as lists)."""
+        mine = self.identity()
+        out = []
+        for key, want in expected.items():
+            if key == "romtk_version" or key not in mine:
+                continue
+            have = mine[key]
+            if key in ("options", "parameter_space"):
+                want = json.loads(json.dumps(dict(want or {}), sort_keys=True, default=str))
+                if key == "options":
+                    keys = sorted(set(have) | set(want))
+                    out += [f"option {k}: store {have.get(k, '(unset)')!r}, now {want.get(k, '(unset)')!r}"
+                            for k in keys if have.get(k, "(unset)") != want.get(k, "(unset)")]
+                    continue
+            if have != want:
+                show = (lambda h: h[:12] or "(none)") if key == "mesh_hash" else repr  # noqa: E731
+                out.append(f"{key}: store {show(have)}, now {show(want)}")
+        return out
 
     # ------------------------------------------------------------------ context
     def close(self) -> None:

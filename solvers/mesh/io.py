@@ -14,12 +14,14 @@ import io
 import logging
 import os
 import re
+import shutil
 import threading
 from pathlib import Path
 
 import numpy as np
 
 from rom.errors import MeshError, ShapeError
+from rom.h5io import atomic, partial_path, stale_partial
 from solvers.cells import FACET_TYPE, N_VERTICES, TDIM
 from solvers.mesh._mesh import Mesh
 from solvers.mesh.quality import check_cells
@@ -294,19 +296,50 @@ def _output_path(path, suffixes) -> Path:
     return path
 
 
+def xdmf_companion(path) -> Path:
+    """The .h5 file that holds the arrays of the XDMF file `path` (meshio's name: same stem)."""
+    return Path(path).with_suffix(".h5")
+
+
+@contextlib.contextmanager
+def _xdmf_beside(path: Path):
+    """Yield a folder in which to write `path` (.xdmf) and its companion .h5 under their final names.
+
+    On success the .h5 is moved into place first, then the .xdmf, so the .xdmf never names a
+    half-written .h5; on an exception (or a kill) the old files are left as they were. The
+    folder is `<name>.xdmf.partial`; one left by a killed run is removed by the next write.
+    """
+    folder = partial_path(path)
+    stale_partial(path)
+    folder.mkdir()
+    try:
+        yield folder
+        for final in (xdmf_companion(path), path):
+            os.replace(folder / final.name, final)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def write_mesh(path, mesh: Mesh, point_data=None, cell_data=None) -> Path:
     """Write the mesh and fields to `path` (.vtu or .xdmf; XDMF puts its arrays in a .h5 beside).
 
     point_data / cell_data: name -> (n,) scalar, (n, d) vector (padded to 3 components) or
     (n, d, d) tensor (padded to 3x3, flattened row-major to 9), n = points / cells.
     Regions are added as integer cell data "region" (see `region_numbers`) unless
-    cell_data has one. Returns the path written.
+    cell_data has one. The files are written beside and renamed (see `_xdmf_beside`), so an
+    interrupted write leaves the previous ones intact. Returns the path written.
     """
     import meshio
 
     path = _output_path(path, _WRITE_SUFFIXES)
     points, cells, pdata, cdata = _meshio_mesh_parts(mesh, point_data, cell_data)
-    meshio.write(path, meshio.Mesh(points, cells, point_data=pdata, cell_data=cdata))
+    out = meshio.Mesh(points, cells, point_data=pdata, cell_data=cdata)
+    if path.suffix.lower() == ".xdmf":
+        with _xdmf_beside(path) as folder:
+            meshio.write(folder / path.name, out, file_format="xdmf")
+    else:
+        with atomic(path) as tmp:
+            meshio.write(tmp, out, file_format="vtu")
     return path
 
 
@@ -329,11 +362,12 @@ def write_time_series(path, mesh: Mesh, times, point_data_seq, cell_data_seq=Non
     steps = [_meshio_mesh_parts(mesh, p, c) for p, c in zip(point_data_seq, cell_data_seq)]
     points, cells = _meshio_mesh_parts(mesh, None, None)[:2]
     # meshio's TimeSeriesWriter puts the .h5 in the current directory; the reader looks
-    # beside the .xdmf. Write from the output folder so that both agree.
-    with _in_directory(path.parent), meshio.xdmf.TimeSeriesWriter(path.name) as writer:
-        writer.write_points_cells(points, cells)
-        for t, (_, _, pdata, cdata) in zip(times, steps):
-            writer.write_data(float(t), point_data=pdata, cell_data=cdata)
+    # beside the .xdmf. Write from the (temporary) output folder so that both agree.
+    with _xdmf_beside(path) as folder:
+        with _in_directory(folder), meshio.xdmf.TimeSeriesWriter(path.name) as writer:
+            writer.write_points_cells(points, cells)
+            for t, (_, _, pdata, cdata) in zip(times, steps):
+                writer.write_data(float(t), point_data=pdata, cell_data=cdata)
     return path
 
 
