@@ -11,6 +11,15 @@ either can serve as a problem's `parameter_space`.
 Samplers return `(n, dim)` arrays: `grid` (full tensor grid), `uniform` (seeded
 i.i.d.), `lhs` (Latin hypercube) and `sobol` (scrambled Sobol'), the last two from
 `scipy.stats.qmc`. Log-scaled parameters are sampled uniformly in log space.
+
+`check_mu` is the one validator of parameter vectors against a box, used by
+`ParameterSpace.validate`, `ReducedModel` and the reductors: it names the row, the
+entry and the parameter of the first bad value. Bounds rule (round-off at a bound):
+a value at most `BOUND_ULPS` = 4 units in the last place outside a bound, the unit
+being that of the entry's scale max(|lower|, |upper|), is taken as the bound itself
+(returned clipped), so that `1 + 2e-16` for an upper bound 1, or `0.1 + 0.2 - 0.3`
+for a lower bound 0 in a box [0, 1], is accepted; a value further out is refused
+with its exact repr, the bound's and the distance in units of that ulp.
 """
 
 from __future__ import annotations
@@ -24,9 +33,69 @@ from scipy.stats import qmc
 
 from rom.errors import ParameterError
 
-__all__ = ["Parameter", "ParameterSpace", "as_parameter_space"]
+__all__ = ["Parameter", "ParameterSpace", "as_parameter_space", "check_mu", "BOUND_ULPS"]
 
 _SCALES = ("linear", "log")
+BOUND_ULPS = 4  # round-off allowance at a bound, in ulps of the entry's scale (module docstring)
+
+
+def check_mu(mu, lower, upper, names=None, argument: str = "mu") -> tuple[np.ndarray, bool]:
+    """Parameters `mu` (p,) or (m, p) checked against the box [lower, upper] (p,) each.
+
+    Returns `(array (m, p) float64, was_single)`: a fresh array, values within
+    `BOUND_ULPS` of a bound clipped to it; `was_single` is True for a (p,) input (and for
+    a scalar when p = 1). Raises ParameterError naming `argument`, the row (for (m, p)),
+    the entry index, its name from `names` (p,) when given, the value and the bounds for:
+    strings, mappings or other non-numbers, a wrong shape, NaN/Inf, values outside the box.
+    """
+    lower = np.asarray(lower, dtype=np.float64).reshape(-1)
+    upper = np.asarray(upper, dtype=np.float64).reshape(-1)
+    p = lower.size
+    names = None if names is None else [str(n) for n in names]
+    fix = f"pass {p} numbers per parameter vector" + (f" ({', '.join(names)})" if names and len(names) == p else "")
+    if isinstance(mu, (str, bytes, Mapping)) or mu is None:
+        raise ParameterError(f"{argument} is a {type(mu).__name__} ({_short(mu)}); {fix}, as a (p,) or (m, p) array")
+    try:
+        raw = np.asarray(mu)
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(f"{argument} is not an array of numbers ({exc}); {fix}") from None
+    if raw.dtype.kind not in "iuf":
+        raise ParameterError(f"{argument} has {raw.dtype} entries ({_short(mu)}); {fix}, real numbers only")
+    arr = np.array(raw, dtype=np.float64)
+    single = arr.ndim <= 1
+    if arr.ndim == 0 and p == 1:
+        arr = arr.reshape(1)
+    if arr.ndim not in (1, 2) or arr.shape[-1] != p:
+        raise ParameterError(f"{argument} has shape {raw.shape}; give (p,) or (m, p) with p = {p}: {fix}")
+    arr = np.atleast_2d(arr)
+
+    def where(i, j):
+        name = f" ({names[j]})" if names and j < len(names) else ""
+        return f"{argument}[{j}]{name}" if single else f"{argument}[{i}, {j}]{name}"
+
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise ParameterError(f"{where(i, j)} = {float(arr[i, j])!r} is NaN or infinite; give a finite value in "
+                             f"[{float(lower[j])!r}, {float(upper[j])!r}]")
+    ulp = np.spacing(np.maximum(np.abs(lower), np.abs(upper)))
+    slack = BOUND_ULPS * ulp
+    out = (arr < lower - slack) | (arr > upper + slack)
+    if out.any():
+        i, j = np.argwhere(out)[0]
+        v, lo, hi = float(arr[i, j]), float(lower[j]), float(upper[j])
+        side, bound = ("below its lower", lo) if v < lo else ("above its upper", hi)
+        raise ParameterError(
+            f"{where(i, j)} = {v!r} lies outside the box [{lo!r}, {hi!r}]: {side} bound by "
+            f"{abs(v - bound):.3g} ({abs(v - bound) / ulp[j]:.3g} ulps; up to {BOUND_ULPS} count as round-off); "
+            "choose a value inside the box")
+    np.clip(arr, lower, upper, out=arr)
+    return arr, single
+
+
+def _short(x) -> str:
+    r = repr(x)
+    return r if len(r) <= 60 else r[:57] + "..."
 
 
 @dataclass(frozen=True)
@@ -149,34 +218,19 @@ class ParameterSpace:
                                      f"this space takes {[p.name for p in self.parameters]}")
             parts = []
             for p in self.parameters:
-                v = np.asarray(mu[p.name], dtype=np.float64)
-                if v.shape != p.shape and v.size != p.size:
-                    raise ParameterError(f"parameter {p.name} has shape {v.shape}; expected {p.shape}")
+                v, _ = check_mu(np.reshape(mu[p.name], -1) if np.size(mu[p.name]) == p.size else mu[p.name],
+                                p.lower.ravel(), p.upper.ravel(), p.flat_names(), argument=f"mu[{p.name!r}]")
                 parts.append(v.ravel())
-            arr = np.concatenate(parts)
-        else:
-            try:
-                arr = np.asarray(mu, dtype=np.float64).reshape(-1)
-            except (TypeError, ValueError):
-                raise ParameterError(f"mu={mu!r} is not numeric; pass {self.dim} numbers ({', '.join(self.names)})") from None
-        if arr.shape != (self.dim,):
-            raise ParameterError(
-                f"mu has {arr.size} entries; this space takes {self.dim}: {', '.join(self.names)}"
-            )
-        bad = ~np.isfinite(arr)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise ParameterError(
-                f"parameter {self.names[i]} is {arr[i]}; give a finite value in [{self.lower[i]:g}, {self.upper[i]:g}]"
-            )
-        out = (arr < self.lower) | (arr > self.upper)
-        if out.any():
-            i = int(np.flatnonzero(out)[0])
-            raise ParameterError(
-                f"parameter {self.names[i]} = {arr[i]:g} lies outside its box "
-                f"[{self.lower[i]:g}, {self.upper[i]:g}]; choose a value inside"
-            )
-        return arr
+            return np.concatenate(parts)
+        if isinstance(mu, (list, tuple, np.ndarray)) and np.ndim(mu) <= 1 and np.size(mu) != self.dim:
+            raise ParameterError(f"mu has {np.size(mu)} entries; this space takes {self.dim}: {', '.join(self.names)}")
+        if isinstance(mu, (list, tuple, np.ndarray)) and np.size(mu) == self.dim:
+            mu = np.reshape(mu, -1)  # any layout of dim entries, e.g. (1, dim)
+        arr, single = check_mu(mu, self.lower, self.upper, self.names)
+        if not single:
+            raise ParameterError(f"mu has shape {np.shape(mu)}; this space takes one vector of {self.dim} "
+                                 f"entries: {', '.join(self.names)}")
+        return arr[0]
 
     def contains(self, mu) -> bool:
         try:

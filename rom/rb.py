@@ -22,8 +22,9 @@ import scipy.sparse.linalg as sla
 
 from rom import _rb_kernels as K
 from rom.eim import eim
-from rom.errors import ParameterError, ShapeError, SingularSystemError, StoreError
+from rom.errors import ShapeError, SingularSystemError, StoreError
 from rom.parallel import Comm, world
+from rom.parameters import check_mu
 from rom.reduced import ESTIMATORS, ReducedModel, residual_norm_from, stability_from
 from rom.scm import scm
 
@@ -301,13 +302,8 @@ class Reductor:
             compliant=self.compliant.copy(), basis=self.V[:, :N].copy() if keep_basis else None)
 
     def check_parameters(self, mu, name="training") -> np.ndarray:
-        arr = np.atleast_2d(np.asarray(mu, dtype=float))
-        if arr.ndim != 2 or arr.shape[1] != self.lower.size:
-            raise ParameterError(f"{name} has shape {np.shape(mu)}; give (m, {self.lower.size}) parameters")
-        if not np.isfinite(arr).all() or (arr < self.lower).any() or (arr > self.upper).any():
-            raise ParameterError(f"{name} has NaN or values outside the box [{self.lower}, {self.upper}]; "
-                                 "sample it inside the parameter space")
-        return arr
+        """Parameters (m, p) (or one (p,)) inside the box, by `rom.parameters.check_mu`."""
+        return check_mu(mu, self.lower, self.upper, getattr(self, "names", None), argument=name)[0]
 
     def fom_solve(self, mu) -> np.ndarray:
         """FOM solution (n,) at mu. When the operators live on subdomains that meet on a small

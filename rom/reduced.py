@@ -23,7 +23,8 @@ import h5py
 import numpy as np
 
 from rom import _rb_kernels as K
-from rom.errors import ParameterError, ShapeError, StoreError
+from rom.errors import ShapeError, StoreError
+from rom.parameters import check_mu
 from rom.scm import SCMBound
 
 FORMAT = "romtk.ReducedModel/1"
@@ -74,18 +75,10 @@ class ReducedModel:
 
     # ------------------------------------------------------------------ online
     def _mu(self, mu) -> tuple[np.ndarray, bool]:
-        arr = np.asarray(mu, dtype=np.float64)
-        single = arr.ndim == 1
-        arr = np.atleast_2d(arr)
-        p = self.lower.size
-        if arr.ndim != 2 or arr.shape[1] != p:
-            raise ParameterError(f"mu has shape {np.shape(mu)}; give (p,) or (m, p) with p = {p}")
-        bad = ~np.isfinite(arr).all(axis=1) | (arr < self.lower).any(axis=1) | (arr > self.upper).any(axis=1)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise ParameterError(f"mu[{i}] = {arr[i]} is NaN or outside the box [{self.lower}, {self.upper}]; "
-                                 "pass parameters inside the training box")
-        return arr, single
+        """mu (p,) or (m, p) checked against the training box (rom.parameters.check_mu: the
+        error names the row, the entry and its parameter name; values within 4 ulps of a bound
+        are taken as the bound)."""
+        return check_mu(mu, self.lower, self.upper, getattr(self, "names", None))
 
     def solve(self, mu) -> np.ndarray:
         """Reduced coefficients: mu (p,) -> (N,), or (m, p) -> (m, N). Cost O(Q N^2 + N^3) each."""

@@ -47,9 +47,9 @@ def test_thermal_block_uniform_conductivity_matches_the_series_solution():
 def test_thermal_block_parameter_errors_name_the_parameter(block):
     with pytest.raises(ParameterError, match="takes 9"):
         block.solve(np.ones(8))
-    with pytest.raises(ParameterError, match="mu_1_0 is nan"):
+    with pytest.raises(ParameterError, match=r"mu\[1\] \(mu_1_0\) = nan is NaN"):
         block.solve(np.r_[1.0, np.nan, np.ones(7)])
-    with pytest.raises(ParameterError, match=r"outside its box \[0.1, 1\]"):
+    with pytest.raises(ParameterError, match=r"mu\[8\] \(mu_2_2\) = 2.0 lies outside the box \[0.1, 1.0\]"):
         block.solve(np.r_[np.ones(8), 2.0])
 
 
