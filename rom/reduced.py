@@ -4,7 +4,8 @@ A(mu) = sum_q theta_q(mu) A_q, f(mu) = sum_p theta^f_p(mu) f_p, Galerkin on an X
 basis V (n, N). The online object holds only
 
 - operators (Q, N, N) = V^T A_q V, rhs (P, N) = V^T f_p, outputs (L, N) = V^T l,
-- theta / theta_f as numpy-expression strings (rom/solvers Theta),
+- theta / theta_f as expressions of the coefficient language (rom.coefficients: data, never code),
+- the parameter names (p,),
 - the residual dual-norm data of the chosen formula (card E): "gram" M (K, K),
   "orthonormalized" T (r, K), or "eim" (point values (d, K), interpolation matrix (d, d) and
   the X-Cholesky factor of its basis (d, d)), with K = P + Q N,
@@ -16,14 +17,16 @@ The basis is needed only by `reconstruct`; `save` writes it in a separate group 
 
 from __future__ import annotations
 
-import functools
+import json
 from dataclasses import dataclass, field
 
 import h5py
 import numpy as np
 
 from rom import _rb_kernels as K
-from rom.errors import ShapeError, StoreError
+from rom import coefficients
+from rom.errors import ParameterError, RomError, ShapeError, StoreError
+from rom.h5io import atomic, format_of, read_array, read_attr, reading
 from rom.parameters import check_mu
 from rom.scm import SCMBound
 
@@ -31,22 +34,10 @@ FORMAT = "romtk.ReducedModel/1"
 ESTIMATORS = ("gram", "orthonormalized", "eim")
 
 
-_NS = {k: getattr(np, k) for k in ("exp", "log", "sqrt", "sin", "cos", "tan", "tanh", "abs", "pi", "e")}
-
-
-@functools.lru_cache(maxsize=256)
-def _compiled(exprs: tuple) -> tuple:
-    return tuple(compile(e, "<theta>", "eval") for e in exprs)
-
-
 def _theta_eval(exprs: tuple, mu: np.ndarray) -> np.ndarray:
-    """theta(mu) (m, Q) for mu (m, p): the Theta expressions (same namespace as
-    solvers.problems.base.Theta), compiled once per model rather than at every call."""
-    ns = dict(_NS, mu=mu)
-    out = np.empty(mu.shape[:-1] + (len(exprs),))
-    for q, code in enumerate(_compiled(tuple(exprs))):
-        out[..., q] = eval(code, {"__builtins__": {}}, ns)
-    return out
+    """theta(mu) (m, Q) for mu (m, p): the coefficient expressions, parsed once (cached) and
+    evaluated by rom.coefficients, never executed."""
+    return coefficients.evaluate(exprs, mu)
 
 
 @dataclass
@@ -66,8 +57,22 @@ class ReducedModel:
     outputs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     output_dual_norms: np.ndarray = field(default_factory=lambda: np.zeros(0))
     compliant: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    names: tuple = ()
     basis: np.ndarray | None = None
     path: str | None = None
+
+    def __post_init__(self):
+        p = np.size(self.lower)
+        self.theta = coefficients.Coefficients(self.theta).expressions
+        self.theta_f = coefficients.Coefficients(self.theta_f).expressions
+        top = coefficients.max_index(self.theta + self.theta_f)
+        if top >= p:
+            raise ParameterError(f"theta uses mu[{top}] but the parameter box has {p} entries; "
+                                 "give lower/upper of the problem's full parameter")
+        self.names = tuple(str(n) for n in self.names) or tuple(f"mu{i}" for i in range(p))
+        if len(self.names) != p:
+            raise ParameterError(f"names has {len(self.names)} entries, the parameter box {p}; "
+                                 "give one name per parameter")
 
     @property
     def size(self) -> int:
@@ -130,10 +135,13 @@ class ReducedModel:
             if self.path is None:
                 raise StoreError("this ReducedModel has no basis; build it with keep_basis or load it from a file "
                                  "saved with its basis")
-            with h5py.File(self.path, "r") as h:
+            with reading(self.path, "reduced model", "save it again with ReducedModel.save(path, basis=True)") as h:
                 if "basis" not in h:
                     raise StoreError(f"{self.path} holds no basis; save(path, basis=True) to reconstruct fields")
-                V = h["basis/V"][...]
+                V = read_array(h["basis"], "V", ndim=2, finite=True)
+                if V.shape[1] != self.size:
+                    raise StoreError(f"{self.path}:/basis/V has shape {V.shape}, expected (n, {self.size}); "
+                                     "the file is damaged: save it again with ReducedModel.save(path, basis=True)")
             self.basis = V
         c = np.asarray(coeffs, dtype=np.float64)
         if c.shape[-1] != self.size:
@@ -144,10 +152,10 @@ class ReducedModel:
     def save(self, path, basis: bool = True) -> None:
         """Write to HDF5 (beside, then rename). The online group holds only O(Q N^2 + K^2) data;
         the basis (n, N) goes to the separate group "basis" when basis=True and it is known."""
-        import os
-
-        tmp = str(path) + ".tmp"
-        with h5py.File(tmp, "w") as h:
+        V = self.basis
+        if basis and V is None and self.path is not None:
+            V = ReducedModel.load(self.path).reconstruct(np.eye(self.size)).T
+        with atomic(path) as tmp, h5py.File(tmp, "w") as h:
             h.attrs["format"] = FORMAT
             g = h.create_group("online")
             for name in ("operators", "rhs", "lower", "upper", "outputs", "output_dual_norms"):
@@ -155,6 +163,7 @@ class ReducedModel:
             g["compliant"] = self.compliant.astype(np.int8)
             g.attrs["theta"] = "\n".join(self.theta)
             g.attrs["theta_f"] = "\n".join(self.theta_f)
+            g.attrs["names"] = json.dumps(list(self.names))
             for grp, d in (("estimator", self.estimator), ("stability", self.stability)):
                 s = g.create_group(grp)
                 for k, v in d.items():
@@ -162,37 +171,116 @@ class ReducedModel:
                         s.attrs[k] = v
                     else:
                         s[k] = np.asarray(v)
-            V = self.basis
-            if basis and V is None and self.path is not None:
-                V = ReducedModel.load(self.path).reconstruct(np.eye(self.size)).T
             if basis and V is not None:
                 h.create_group("basis")["V"] = V
-        os.replace(tmp, path)
         self.path = str(path)
 
     @classmethod
     def load(cls, path) -> "ReducedModel":
-        """Read the online part; the basis stays on disk until `reconstruct` needs it."""
-        try:
-            h = h5py.File(path, "r")
-        except OSError as exc:
-            raise StoreError(f"cannot open {path} as HDF5 ({exc}); give a file written by ReducedModel.save") from None
-        with h:
-            if h.attrs.get("format") != FORMAT:
-                raise StoreError(f"{path} is not a romtk reduced model (format {h.attrs.get('format')!r}, "
-                                 f"expected {FORMAT!r}); write it with ReducedModel.save")
+        """Read the online part; the basis stays on disk until `reconstruct` needs it.
+
+        Every array is checked against the others (shapes, finiteness) and the coefficient
+        functions are parsed as data; a damaged or foreign file raises StoreError."""
+        fix = "write it again with ReducedModel.save (or rerun the reduction)"
+        with reading(path, "reduced model", fix) as h:
+            fmt = format_of(h)
+            if fmt != FORMAT:
+                raise StoreError(f"{path} is not a romtk reduced model (format {fmt!r}, expected {FORMAT!r}); "
+                                 "write it with ReducedModel.save")
+            if not isinstance(h.get("online"), h5py.Group):
+                raise StoreError(f"{path}:/online is missing; the reduced model is damaged: {fix}")
             g = h["online"]
+            where = f"{path}:/online"
+            theta = tuple(read_attr(g, "theta").split("\n"))
+            theta_f = tuple(read_attr(g, "theta_f").split("\n"))
+            coefficients.max_index(theta + theta_f, f"{where}@theta")
+            Q, P = len(theta), len(theta_f)
+            ops = read_array(g, "operators", ndim=3, finite=True)
+            N = ops.shape[1]
+            if ops.shape != (Q, N, N):
+                raise StoreError(f"{where}/operators has shape {ops.shape}, expected ({Q}, N, N) for the {Q} theta "
+                                 f"functions; the file is damaged: {fix}")
+            rhs = read_array(g, "rhs", shape=(P, N), finite=True)
+            lower = read_array(g, "lower", ndim=1, finite=True)
+            p = lower.size
+            upper = read_array(g, "upper", shape=(p,), finite=True)
+            if not np.all(lower <= upper):
+                raise StoreError(f"{where}: lower > upper in the parameter box; the file is damaged: {fix}")
+            outputs = read_array(g, "outputs", ndim=2, finite=True)
+            L = outputs.shape[0]
+            if outputs.shape[1] != N and outputs.size:
+                raise StoreError(f"{where}/outputs has shape {outputs.shape}, expected (L, {N}): {fix}")
+            norms = read_array(g, "output_dual_norms", shape=(L,), finite=True)
+            compliant = read_array(g, "compliant", shape=(L,), dtype=np.int8).astype(bool)
+            names = _names(g, p, where)
+            estimator = _check_group(_read_group(g, "estimator"), "method", _ESTIMATOR_DATA, P + Q * N,
+                                     f"{where}/estimator", fix)
+            stability = _check_group(_read_group(g, "stability"), "kind", _STABILITY_DATA, Q, f"{where}/stability", fix)
+            try:
+                return cls(operators=ops, rhs=rhs, theta=theta, theta_f=theta_f, lower=lower, upper=upper,
+                           estimator=estimator, stability=stability, outputs=outputs.reshape(L, N),
+                           output_dual_norms=norms, compliant=compliant, names=names, path=str(path))
+            except RomError as exc:
+                raise StoreError(f"{path} is an inconsistent reduced model ({exc}): {fix}") from None
 
-            def group(name):
-                d = {k: v for k, v in g[name].attrs.items()}
-                d.update({k: g[name][k][...] for k in g[name]})
-                return d
 
-            return cls(operators=g["operators"][...], rhs=g["rhs"][...], theta=tuple(g.attrs["theta"].split("\n")),
-                       theta_f=tuple(g.attrs["theta_f"].split("\n")), lower=g["lower"][...], upper=g["upper"][...],
-                       estimator=group("estimator"), stability=group("stability"), outputs=g["outputs"][...],
-                       output_dual_norms=g["output_dual_norms"][...], compliant=g["compliant"][...].astype(bool),
-                       path=str(path))
+def _names(g: h5py.Group, p: int, where: str) -> tuple:
+    """The parameter names (p,) of the online group; mu0.. for files written before names were stored."""
+    if "names" not in g.attrs:
+        return tuple(f"mu{i}" for i in range(p))
+    try:
+        names = json.loads(read_attr(g, "names"))
+    except ValueError:
+        names = None
+    if not (isinstance(names, list) and len(names) == p and all(isinstance(n, str) for n in names)):
+        raise StoreError(f"{where}@names is not a list of {p} parameter names; the file is damaged")
+    return tuple(names)
+
+
+def _read_group(g: h5py.Group, name: str) -> dict:
+    """Attributes (text) and datasets (float64 arrays) of the group `name` as one dict."""
+    where = f"{g.file.filename}:{g.name}/{name}"
+    if not isinstance(g.get(name), h5py.Group):
+        raise StoreError(f"{where} is missing; the reduced model is damaged")
+    s = g[name]
+    d = {k: read_attr(s, k) for k in s.attrs}
+    d.update({k: read_array(s, k, finite=True) for k in s})
+    return d
+
+
+# per kind: the arrays and their number of dimensions, and their consistency with K = P + Q N
+# (estimator) or with Q (stability)
+_ESTIMATOR_DATA = {
+    "gram": ({"gram": 2}, lambda d, K_: d["gram"].shape == (K_, K_)),
+    "orthonormalized": ({"T": 2}, lambda d, K_: d["T"].shape[1] == K_),
+    "eim": ({"point_values": 2, "B": 2, "R": 2},
+            lambda d, K_: (d["point_values"].shape[1] == K_ and d["B"].shape == (d["point_values"].shape[0],) * 2
+                           and d["R"].shape[1] == d["B"].shape[0])),
+}
+_STABILITY_DATA = {
+    "min_theta": ({"theta_bar": 1, "alpha_bar": 0}, lambda d, Q: d["theta_bar"].shape == (Q,) and d["alpha_bar"] > 0),
+    "constant": ({"alpha": 0}, lambda d, Q: d["alpha"] > 0),
+    "scm": ({"box": 2, "theta_c": 2, "alpha_c": 1, "y_c": 2},
+            lambda d, Q: (d["box"].shape == (Q, 2) and d["theta_c"].shape[1:] == d["y_c"].shape[1:] == (Q,)
+                          and d["alpha_c"].shape[0] == d["theta_c"].shape[0] == d["y_c"].shape[0])),
+}
+
+
+def _check_group(d: dict, key: str, table: dict, size: int, where: str, fix: str) -> dict:
+    """d (the estimator or stability data read from `where`) has a known `key` and arrays that
+    match `size`; StoreError otherwise."""
+    kind = d.get(key)
+    if kind not in table:
+        raise StoreError(f"{where}@{key} = {kind!r}, expected one of {tuple(table)}; the file is damaged: {fix}")
+    arrays, consistent = table[kind]
+    for name, ndim in arrays.items():
+        if name not in d or np.ndim(d[name]) != ndim:
+            raise StoreError(f"{where}/{name} is missing or not {ndim}-dimensional for {key} {kind!r}; "
+                             f"the file is damaged: {fix}")
+    if not consistent(d, size):
+        raise StoreError(f"{where}: the {kind!r} arrays do not match the model's size ({size}); "
+                         f"the file is damaged: {fix}")
+    return d
 
 
 def residual_norm_from(est: dict, c: np.ndarray) -> np.ndarray:

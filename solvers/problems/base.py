@@ -8,6 +8,7 @@ from typing import Callable, Protocol, Sequence, runtime_checkable
 import numpy as np
 import scipy.sparse as sp
 
+from rom.coefficients import Coefficients, evaluate as evaluate_coefficients
 from rom.errors import ShapeError
 from rom.parameters import Parameter, ParameterSpace
 
@@ -18,26 +19,23 @@ def Box(names, lower, upper) -> ParameterSpace:
     return ParameterSpace([Parameter(str(n), lo, hi) for n, lo, hi in zip(names, lower, upper)])
 
 
-_NAMESPACE = {k: getattr(np, k) for k in ("exp", "log", "sqrt", "sin", "cos", "tan", "tanh", "abs", "pi", "e")}
-
-
 @dataclass(frozen=True)
 class Theta:
-    """Parameter functions theta_q(mu) as numpy expressions of `mu` (strings, so that reduced
-    models store them in HDF5 and evaluate them without the FOM code).
+    """Parameter functions theta_q(mu) as expressions of the coefficient language of
+    `rom.coefficients` (text, so that reduced models store them in HDF5 and evaluate them
+    without the FOM code; parsed and checked, never executed).
 
-    Index parameters as mu[..., i] so that one call evaluates many parameters:
+    Index parameters as mu[..., i] (or mu[i]) so that one call evaluates many parameters:
     Theta(("mu[..., 0]", "1")) maps mu (p,) -> (2,) and mu (m, p) -> (m, 2).
     """
 
     expressions: tuple
 
+    def __post_init__(self):
+        object.__setattr__(self, "expressions", Coefficients(self.expressions).expressions)
+
     def __call__(self, mu) -> np.ndarray:
-        mu = np.asarray(mu, dtype=np.float64)
-        ns = dict(_NAMESPACE, mu=mu)
-        cols = [np.broadcast_to(np.asarray(eval(e, {"__builtins__": {}}, ns), dtype=np.float64), mu.shape[:-1])
-                for e in self.expressions]
-        return np.stack(cols, axis=-1)
+        return evaluate_coefficients(self.expressions, mu)
 
     def __len__(self) -> int:
         return len(self.expressions)

@@ -87,7 +87,7 @@ def test_bad_input_is_named(tmp_path):
     with pytest.raises(ShapeError, match="coeffs"):
         model.reconstruct(np.ones(3))
     (tmp_path / "junk.h5").write_bytes(b"junk")
-    with pytest.raises(StoreError, match="cannot open"):
+    with pytest.raises(StoreError, match="not a readable HDF5 file"):
         ReducedModel.load(tmp_path / "junk.h5")
     with h5py.File(tmp_path / "other.h5", "w") as h:
         h.attrs["format"] = "something else"
