@@ -21,7 +21,8 @@ import numpy as np
 
 from rom.errors import RomError, StoreError
 
-__all__ = ["atomic", "partial_path", "stale_partial", "reading", "read_array", "read_attr", "format_of"]
+__all__ = ["atomic", "partial_path", "stale_partial", "reading", "read_array", "read_attr", "format_of", "expect_format",
+           "read_group"]
 
 log = logging.getLogger("rom.h5io")
 
@@ -145,3 +146,25 @@ def read_attr(obj, name: str, kind=str):
         return kind(np.asarray(value).item())
     except (TypeError, ValueError, UnicodeDecodeError):
         raise StoreError(f"{where} = {value!r} is not a {kind.__name__}; the file is damaged") from None
+
+
+def expect_format(f: h5py.File, expected: str, what: str, fix: str, version: int | None = None) -> None:
+    """StoreError unless the file's `format` attribute is `expected` (and, when `version` is given,
+    its `format_version` attribute equals it). what: the kind of file; fix: how to write one."""
+    fmt = format_of(f)
+    if fmt != expected:
+        raise StoreError(f"{f.filename} is not a {what} (format attribute {fmt!r}, expected {expected!r}); {fix}")
+    if version is not None:
+        found = read_attr(f, "format_version", int)
+        if found != version:
+            raise StoreError(f"{f.filename} is a {what} of format version {found}; this romtk reads version "
+                             f"{version}: {fix}, or read it with the romtk version that wrote it")
+
+
+def read_group(parent: h5py.Group, name: str) -> h5py.Group:
+    """parent[name] as a group; StoreError naming the object when it is missing or not a group."""
+    obj = parent.get(name)
+    if not isinstance(obj, h5py.Group):
+        raise StoreError(f"{parent.file.filename}:{parent.name.rstrip('/')}/{name} is missing or not a group; "
+                         "the file is damaged or was written by another tool")
+    return obj

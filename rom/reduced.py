@@ -26,7 +26,7 @@ import numpy as np
 from rom import _rb_kernels as K
 from rom import coefficients
 from rom.errors import ParameterError, RomError, ShapeError, StoreError
-from rom.h5io import atomic, format_of, read_array, read_attr, reading
+from rom.h5io import atomic, expect_format, read_array, read_attr, read_group, reading
 from rom.parameters import check_mu
 from rom.scm import SCMBound
 
@@ -183,13 +183,8 @@ class ReducedModel:
         functions are parsed as data; a damaged or foreign file raises StoreError."""
         fix = "write it again with ReducedModel.save (or rerun the reduction)"
         with reading(path, "reduced model", fix) as h:
-            fmt = format_of(h)
-            if fmt != FORMAT:
-                raise StoreError(f"{path} is not a romtk reduced model (format {fmt!r}, expected {FORMAT!r}); "
-                                 "write it with ReducedModel.save")
-            if not isinstance(h.get("online"), h5py.Group):
-                raise StoreError(f"{path}:/online is missing; the reduced model is damaged: {fix}")
-            g = h["online"]
+            expect_format(h, FORMAT, "romtk reduced model", "write it with ReducedModel.save")
+            g = read_group(h, "online")
             where = f"{path}:/online"
             theta = tuple(read_attr(g, "theta").split("\n"))
             theta_f = tuple(read_attr(g, "theta_f").split("\n"))
@@ -239,10 +234,7 @@ def _names(g: h5py.Group, p: int, where: str) -> tuple:
 
 def _read_group(g: h5py.Group, name: str) -> dict:
     """Attributes (text) and datasets (float64 arrays) of the group `name` as one dict."""
-    where = f"{g.file.filename}:{g.name}/{name}"
-    if not isinstance(g.get(name), h5py.Group):
-        raise StoreError(f"{where} is missing; the reduced model is damaged")
-    s = g[name]
+    s = read_group(g, name)
     d = {k: read_attr(s, k) for k in s.attrs}
     d.update({k: read_array(s, k, finite=True) for k in s})
     return d

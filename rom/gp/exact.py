@@ -122,12 +122,17 @@ class GaussianProcess:
             theta = self._optimize(kernel, Xn, Yn)
             kernel.theta = theta
         self.kernel_ = kernel
-        K = kernel(Xn)
+        self._factorize()
+        return self
+
+    def _factorize(self) -> None:
+        """L_, jitter_, alpha_ and the log marginal likelihood from kernel_, alpha, X_train_ and
+        y_train_ (after fit, and when a fitted GP is read back from a file)."""
+        K = self.kernel_(self.X_train_)
         K[np.diag_indices_from(K)] += self.alpha
         self.L_, self.jitter_ = cholesky_jitter(K, "the training kernel matrix K(X, X) + alpha I")
-        self.alpha_ = cho_solve(self.L_, Yn)
-        self.log_marginal_likelihood_value_ = self._lml(self.L_, self.alpha_, Yn)
-        return self
+        self.alpha_ = cho_solve(self.L_, self.y_train_)
+        self.log_marginal_likelihood_value_ = self._lml(self.L_, self.alpha_, self.y_train_)
 
     def _clone(self):
         return GaussianProcess(self.kernel, self.alpha, self.normalize_y, self.normalize_X, self.optimizer,

@@ -16,17 +16,20 @@ error is not in this variance.
 
 from __future__ import annotations
 
-import pickle
-
 import h5py
 import numpy as np
 from scipy.stats import norm
 
-from rom.errors import ParameterError, ShapeError, StoreError
+from rom.errors import ParameterError, RomError, ShapeError, StoreError
+from rom.gp._io import read_gp, write_gp
 from rom.gp._validate import check_fitted, check_X
 from rom.gp.exact import GaussianProcess
 from rom.gp.kernels import Matern52, Scaled, White
+from rom.h5io import atomic, expect_format, read_array, read_group, reading
 from rom.pod import pod
+
+FORMAT = "romtk.PodGP"
+FORMAT_VERSION = 1
 
 
 class PodGP:
@@ -81,23 +84,36 @@ class PodGP:
         return np.stack([mean + norm.ppf(p) * std for p in q])
 
     def save(self, path) -> None:
-        """HDF5: modes, singular values, training data and the fitted GP (pickled)."""
+        """HDF5 (written beside, then renamed): modes, singular values, coefficients and the
+        fitted GP as arrays (kernel tree, noise, normalization, training data); no pickle."""
         check_fitted(self, "gp_")
-        with h5py.File(path, "w") as f:
-            f.attrs["kind"] = "romtk.PodGP"
+        with atomic(path) as tmp, h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["format_version"] = FORMAT_VERSION
             f["modes"] = self.modes_
             f["singular_values"] = self.singular_values_
             f["coefficients"] = self.coefficients_
-            f["gp"] = np.void(pickle.dumps(self.gp_))
+            write_gp(f.create_group("gp"), self.gp_)
 
     @classmethod
     def load(cls, path) -> "PodGP":
-        with h5py.File(path, "r") as f:
-            if f.attrs.get("kind") != "romtk.PodGP":
-                raise StoreError(f"{path} is not a PodGP file (attribute kind={f.attrs.get('kind')!r})")
+        """Read a PodGP written by `save`; the GP is rebuilt from its arrays and refactorized.
+        A damaged or foreign file raises StoreError naming the file and the object."""
+        fix = "fit the PodGP again and save it"
+        with reading(path, "PodGP file", fix) as f:
+            expect_format(f, FORMAT, "PodGP file", "write it with PodGP.save", FORMAT_VERSION)
             m = cls()
-            m.modes_ = f["modes"][()]
-            m.singular_values_ = f["singular_values"][()]
-            m.coefficients_ = f["coefficients"][()]
-            m.gp_ = pickle.loads(f["gp"][()].tobytes())
+            m.modes_ = read_array(f, "modes", ndim=2, finite=True)
+            N = m.modes_.shape[1]
+            m.singular_values_ = read_array(f, "singular_values", ndim=1, finite=True)
+            try:
+                m.gp_ = read_gp(read_group(f, "gp"))
+            except StoreError:
+                raise
+            except RomError as exc:
+                raise StoreError(f"{path}:/gp holds an invalid GP ({exc}); the file is damaged: {fix}") from None
+            m.coefficients_ = read_array(f, "coefficients", shape=(m.gp_.X_train_.shape[0], N), finite=True)
+            if m.gp_.y_train_.shape[1] != N or m.singular_values_.size < N:
+                raise StoreError(f"{path}: the GP predicts {m.gp_.y_train_.shape[1]} coefficients for {N} modes "
+                                 f"({m.singular_values_.size} singular values); the file is damaged: {fix}")
         return m

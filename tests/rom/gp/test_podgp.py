@@ -54,3 +54,68 @@ def test_bad_input(model, tmp_path):
         f.attrs["kind"] = "something else"
     with pytest.raises(StoreError, match="not a PodGP"):
         PodGP.load(tmp_path / "other.h5")
+
+
+def test_round_trip_is_data_and_predicts_the_same(model, tmp_path):
+    """The file holds numbers and text only (no opaque bytes a reader would unpickle), and the
+    GP rebuilt from it predicts what the fitted one predicts, std included."""
+    import h5py
+
+    path = tmp_path / "m.h5"
+    model.save(path)
+    kinds = set()
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: kinds.add(obj.dtype.kind) if isinstance(obj, h5py.Dataset) else None)
+    assert kinds <= {"f", "i"}
+    again = PodGP.load(path)
+    mu = np.random.default_rng(3).uniform([0.5, 1.0], [2.0, 2.0], (25, 2))
+    m0, s0 = model.predict(mu, return_std=True)
+    m1, s1 = again.predict(mu, return_std=True)
+    np.testing.assert_allclose(m1, m0, rtol=0, atol=1e-12 * np.abs(m0).max())
+    np.testing.assert_allclose(s1, s0, rtol=0, atol=1e-12 * s0.max())
+
+
+def test_composite_kernels_round_trip(tmp_path):
+    from rom.gp.kernels import Matern32, Product, Scaled, SquaredExponential, StudentTMixture, White
+
+    rng = np.random.default_rng(4)
+    mu = rng.uniform([0.5, 1.0], [2.0, 2.0], (30, 2))
+    kernel = Scaled(Product(Matern32([0.7, 1.3]), SquaredExponential(2.0)), 0.8) + \
+        StudentTMixture([0.3], [1.5], [0.2], dim=1) + White(1e-3)
+    fitted = PodGP(n_modes=4, kernel=kernel, n_restarts=0).fit(mu, field(mu))
+    fitted.save(tmp_path / "k.h5")
+    again = PodGP.load(tmp_path / "k.h5")
+    assert np.array_equal(again.gp_.kernel_.theta, fitted.gp_.kernel_.theta)
+    x = rng.uniform([0.5, 1.0], [2.0, 2.0], (10, 2))
+    np.testing.assert_allclose(again.predict(x), fitted.predict(x), rtol=0, atol=1e-12)
+
+
+class _Exploit:
+    marker = None
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_pickled_payload_is_refused_and_not_run(tmp_path):
+    """Files in the old layout held the GP as a pickle, which runs code when read."""
+    import pickle
+
+    import h5py
+
+    _Exploit.marker = tmp_path / "pwned"
+    with h5py.File(tmp_path / "old.h5", "w") as f:
+        f.attrs["kind"] = "romtk.PodGP"
+        f["modes"] = np.eye(3)
+        f["singular_values"] = np.ones(3)
+        f["coefficients"] = np.ones((2, 3))
+        f["gp"] = np.void(pickle.dumps(_Exploit()))
+    with pytest.raises(StoreError, match="not a PodGP"):
+        PodGP.load(tmp_path / "old.h5")
+    with h5py.File(tmp_path / "old.h5", "r+") as f:  # even under the new format marker
+        f.attrs["format"], f.attrs["format_version"] = "romtk.PodGP", 1
+    with pytest.raises(StoreError, match="/gp"):
+        PodGP.load(tmp_path / "old.h5")
+    assert not _Exploit.marker.exists()
