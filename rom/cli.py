@@ -1,15 +1,23 @@
-"""The `rom` command line: `rom --version`, `rom info PATH`, `rom cases`.
+"""The `rom` command line: `rom --version`, `rom info PATH`, `rom cases`, `rom snapshots`, `rom pod`.
 
 Subcommands live in one registry. A new one is a function decorated with
 `@subcommand(name, help, configure)`: `configure(parser)` adds its arguments, the
 function receives the parsed namespace and returns an exit status (None means 0).
+
+Exit status: 0 success, 1 a RomError (a file, a solve), 2 a wrong command line (argparse's
+errors and `UsageError`: a bad `--set`, paths that collide, a plan too large). `-v` shows
+romtk's debug log (`-vv` also other libraries'), `-q` only errors (no summaries). A reader
+that closes the pipe (`rom info X | head`) ends the command quietly.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import inspect
 import logging
+import numbers
+import os
 import sys
 from dataclasses import dataclass
 from importlib import metadata
@@ -22,6 +30,11 @@ log = logging.getLogger("rom.cli")
 PACKAGE_DIR = Path(__file__).resolve().parent  # where `rom cases` looks when the cwd has no cases/
 
 Handler = Callable[[argparse.Namespace], "int | None"]
+_OWN_LOGGERS = ("rom", "solvers")  # romtk's loggers, shown at debug level by -v
+
+
+class UsageError(RomError):
+    """A wrong command line (an option's value, colliding paths, a plan too large): exit status 2."""
 
 
 @dataclass(frozen=True)
@@ -46,8 +59,9 @@ def subcommand(name: str, help: str, configure: Callable[[argparse.ArgumentParse
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rom", description="romtk: reduced-order modelling of parametrized PDEs")
     parser.add_argument("--version", action="version", version=f"romtk {_version()}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="log errors only")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="romtk's debug log (-vv: also other libraries' debug log)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="errors only: no warnings, no summaries")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for cmd in SUBCOMMANDS.values():
         p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
@@ -69,18 +83,116 @@ def main(argv=None) -> int:
     """Run `rom` with argv (sys.argv[1:] if None); returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.ERROR if args.quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger().setLevel(level)
     if args.command is None:
         parser.print_help()
         return 2
+    with _logging(args.verbose, args.quiet):
+        try:
+            status = args.run(args) or 0
+            sys.stdout.flush()
+            return status
+        except BrokenPipeError:  # the reader of stdout went away (`rom info X | head`): nothing to say
+            _stdout_to_devnull()
+            return 0
+        except RomError as exc:
+            log.debug("rom %s failed", args.command, exc_info=True)
+            print(f"rom {args.command}: error: {exc}", file=sys.stderr)
+            return 2 if isinstance(exc, UsageError) else 1
+
+
+class _logging:
+    """Levels for one command: romtk's loggers at debug with -v, everything with -vv, errors
+    only with -q, else warnings. The previous levels come back afterwards (main may be called
+    more than once in a process, e.g. by tests)."""
+
+    def __init__(self, verbose: int, quiet: bool):
+        if quiet:
+            self.own = self.other = logging.ERROR
+        else:
+            self.own = logging.DEBUG if verbose else logging.WARNING
+            self.other = logging.DEBUG if verbose > 1 else logging.WARNING
+
+    def __enter__(self):
+        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        self.loggers = [logging.getLogger(), *map(logging.getLogger, _OWN_LOGGERS)]
+        self.saved = [lg.level for lg in self.loggers]
+        for lg, level in zip(self.loggers, (self.other,) + (self.own,) * len(_OWN_LOGGERS)):
+            lg.setLevel(level)
+        return self
+
+    def __exit__(self, *exc):
+        for lg, level in zip(self.loggers, self.saved):
+            lg.setLevel(level)
+
+
+def _stdout_to_devnull() -> None:
+    """Point stdout's descriptor at /dev/null, so that the interpreter's last flush does not
+    raise BrokenPipeError again at exit."""
     try:
-        return args.run(args) or 0
-    except RomError as exc:
-        log.debug("rom %s failed", args.command, exc_info=True)
-        print(f"rom {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout without a descriptor (captured by a test)
+        pass
+
+
+def say(args: argparse.Namespace, text: str) -> None:
+    """Print a summary line unless -q."""
+    if not args.quiet:
+        print(text)
+
+
+# -- paths ----------------------------------------------------------------------------
+def check_paths(inputs: dict, outputs: dict) -> None:
+    """Refuse (UsageError) a command whose outputs overwrite one of its inputs or each other.
+
+    inputs, outputs : argument name (as the user typed it, e.g. "--out") -> Path or None.
+    An .xdmf output also writes the .h5 of the same stem beside it; both are checked. Two
+    paths collide when they resolve to the same place, or are the same existing file
+    (links). An output that is an existing folder is refused too.
+    """
+    from solvers.mesh.io import xdmf_companion
+
+    entries = []  # (description, path, is_output, argument)
+    for is_output, group in ((False, inputs), (True, outputs)):
+        for arg, p in group.items():
+            if p is None:
+                continue
+            p = Path(p)
+            entries.append((f"{arg} {p}", p, is_output, arg))
+            if is_output and p.is_dir():
+                raise UsageError(f"{arg} {p} is a folder; give a file name inside it, e.g. {p / 'out.h5'}")
+            if p.suffix.lower() == ".xdmf":
+                h5 = xdmf_companion(p)
+                entries.append((f"{h5} (the arrays of {arg} {p})", h5, is_output, arg))
+    for i, a in enumerate(entries):
+        for b in entries[i + 1:]:
+            if (a[2] or b[2]) and _same_file(a[1], b[1]):
+                writer, other = (b, a) if b[2] else (a, b)
+                raise UsageError(f"{writer[0]} would overwrite {other[0]}: both are {a[1].resolve()}; "
+                                 f"choose another name for {writer[3]}")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _output_folder(arg: str, path: Path) -> None:
+    """Create the folder of an output file (saying so), or refuse with UsageError."""
+    folder = path.parent
+    if folder.is_dir():
+        return
+    try:
+        folder.mkdir(parents=True)
+    except OSError as exc:
+        raise UsageError(f"{arg} {path}: cannot create its folder {folder} ({exc.strerror}); "
+                         "give a path in a folder you can write") from None
+    log.warning("created folder %s for %s %s", folder, arg, path)
 
 
 # -- rom info -------------------------------------------------------------------------
@@ -122,11 +234,47 @@ def describe_mesh(path: Path) -> list[str]:
         f"total measure: {cell_volumes(mesh).sum():.6g}",
         f"hash: {mesh.hash()[:16]}",
     ]
+    fields = [] if path.suffix.lower() in (".msh", ".geo") else _mesh_fields(path)
     lines.append("regions: " + (", ".join(f"{k} ({len(v)} cells)" for k, v in sorted(mesh.regions.items()))
-                                or "none"))
+                                or _region_field(fields) or "none"))
     lines.append("boundaries: " + (", ".join(f"{k} ({len(v)} facets)" for k, v in sorted(mesh.boundaries.items()))
                                    or "none"))
+    for where in ("point", "cell"):
+        mine = [f for f in fields if f[0] == where]
+        lines.append(f"{where} fields: {len(mine) or 'none'}")
+        lines += [f"  {name}: {shape} {dtype}" for _, name, shape, dtype, _ in mine]
     return lines
+
+
+def _mesh_fields(path: Path) -> list[tuple]:
+    """(point|cell, name, shape, dtype, distinct values of an integer field or None) of each
+    field in a file meshio reads; cell fields of several blocks are stacked."""
+    import contextlib
+    import io
+
+    import meshio
+    import numpy as np
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        m = meshio.read(path)
+    out = []
+    for name, a in m.point_data.items():
+        out.append(("point", name, np.shape(a), np.asarray(a).dtype, None))
+    for name, blocks in m.cell_data.items():
+        a = np.concatenate([np.asarray(b) for b in blocks]) if blocks else np.zeros(0)
+        values = np.unique(a) if a.dtype.kind in "iu" and a.ndim == 1 else None
+        out.append(("cell", name, a.shape, a.dtype, values))
+    return out
+
+
+def _region_field(fields: list[tuple]) -> str:
+    """The regions of an integer cell field "region" (as romtk's writers number them), or ''."""
+    for where, name, _, _, values in fields:
+        if where == "cell" and name == "region" and values is not None:
+            tagged = values[values > 0]
+            return (f"{tagged.size} numbered by the cell field 'region' ({', '.join(map(str, tagged[:20]))}"
+                    f"{', ...' if tagged.size > 20 else ''}; 0 untagged); the names are not stored in this format")
+    return ""
 
 
 def _attr(value) -> str:
@@ -261,23 +409,109 @@ def load_case(case: str):
     return module
 
 
-def _options(pairs: list[str]) -> dict:
+_KINDS = {"int": int, "float": float, "str": str, "bool": bool, "tuple": tuple, "list": list}
+
+
+def case_options(module) -> dict[str, tuple[type | None, object]]:
+    """The options of a case's snapshot_problem: name -> (type or None for any, default).
+
+    The type is the annotation when it names int, float, str, bool, tuple or list, else
+    the type of the default (None when there is neither).
+    """
+    out = {}
+    for name, prm in inspect.signature(module.snapshot_problem).parameters.items():
+        if prm.kind in (prm.VAR_POSITIONAL, prm.VAR_KEYWORD):
+            continue
+        ann = prm.annotation
+        kind = _KINDS.get(ann.split("|")[0].strip()) if isinstance(ann, str) else (ann if ann in _KINDS.values() else None)
+        if kind is None and prm.default is not prm.empty and prm.default is not None:
+            kind = type(prm.default) if type(prm.default) in _KINDS.values() else None
+        out[name] = (kind, prm.default)
+    return out
+
+
+def _describe_options(case: str, spec: dict) -> str:
+    parts = [f"{name} ({kind.__name__ if kind else 'any'}"
+             f"{'' if default is inspect.Parameter.empty else f', default {default!r}'})"
+             for name, (kind, default) in spec.items()]
+    return f"options of case {case}: " + (", ".join(parts) or "none")
+
+
+def _options(pairs: list[str], case: str, spec: dict, open_ended: bool) -> dict:
+    """--set KEY=VALUE pairs as snapshot_problem's keyword arguments, checked against `spec`
+    (see case_options); a wrong key or value is a UsageError listing the options and types.
+    Values are Python literals; a bare word is a string."""
     out = {}
     for pair in pairs or []:
         key, sep, text = pair.partition("=")
         if not sep or not key.isidentifier():
-            raise RomError(f"--set {pair!r}: write KEY=VALUE, e.g. --set n=64")
+            raise UsageError(f"--set {pair!r}: write KEY=VALUE, e.g. --set n=64; {_describe_options(case, spec)}")
+        if key not in spec and not open_ended:
+            raise UsageError(f"--set {pair}: case {case} has no option {key!r}; {_describe_options(case, spec)}")
+        kind = spec.get(key, (None, None))[0]
         try:
-            out[key] = ast.literal_eval(text)
+            value = text if kind is str else ast.literal_eval(text)
         except (ValueError, SyntaxError):
-            out[key] = text  # a bare word is a string
+            value = text
+        ok = {bool: isinstance(value, bool), int: isinstance(value, int) and not isinstance(value, bool),
+              float: isinstance(value, (int, float)) and not isinstance(value, bool),
+              tuple: isinstance(value, (tuple, list)), list: isinstance(value, (tuple, list)),
+              str: True, None: True}[kind]
+        if not ok:
+            raise UsageError(f"--set {pair}: option {key} of case {case} takes type {kind.__name__}, not {text!r}; "
+                             f"{_describe_options(case, spec)}")
+        out[key] = kind(value) if kind in (float, tuple, list) else value
     return out
+
+
+LARGE_SAMPLES = 100_000  # plans above these need --large
+LARGE_BYTES = 4 * 2**30
+
+
+def _check_sampler(args) -> None:
+    """--samples counts samples of lhs/sobol/uniform; a grid is sized by --grid-points (UsageError else)."""
+    if args.sampler == "grid":
+        if args.grid_points is None or args.samples is not None:
+            raise UsageError("--sampler grid takes --grid-points N, the points per parameter entry (N^d samples "
+                             "in all for d entries), not --samples")
+        if args.grid_points < 1:
+            raise UsageError(f"--grid-points {args.grid_points}: pass at least 1 point per entry")
+    else:
+        if args.samples is None or args.grid_points is not None:
+            raise UsageError(f"--sampler {args.sampler} takes --samples N, the number of samples "
+                             "(--grid-points is for --sampler grid)")
+        if args.samples < 1:
+            raise UsageError(f"--samples {args.samples}: pass at least one sample")
+
+
+def _plan_size(args, problem, dim: int) -> int:
+    """The number of samples the command asks for; UsageError for a plan too large without --large."""
+    if args.sampler == "grid":
+        m = args.grid_points ** dim
+        what = f"{m} samples ({args.grid_points} per entry of {dim} parameter entries, {args.grid_points}^{dim})"
+    else:
+        m = args.samples
+        what = f"{m} samples"
+    n_dofs = getattr(getattr(problem, "space", None), "n_dofs", None) or getattr(problem, "n_dofs", None)
+    steps = max(len(getattr(problem, "times", None) or ()), 1)
+    size = m * int(n_dofs) * steps * 8 if isinstance(n_dofs, numbers.Integral) else 0
+    if (m > LARGE_SAMPLES or size > LARGE_BYTES) and not args.large:
+        store = f" and a store of about {size / 1e9:.3g} GB ({n_dofs} dofs{f' x {steps} steps' if steps > 1 else ''} " \
+                "per snapshot)" if size else ""
+        raise UsageError(f"the plan is {what}{store}, above the limit of {LARGE_SAMPLES} samples or "
+                         f"{LARGE_BYTES / 2**30:g} GiB; pass --large to run it anyway, or ask for fewer samples")
+    log.info("plan: %s%s", what, f", about {size / 1e9:.3g} GB of snapshots" if size else "")
+    return m
 
 
 def _configure_snapshots(p: argparse.ArgumentParser) -> None:
     p.add_argument("case", help="case name in cases/ (e.g. thermal_block) or path to a case script")
-    p.add_argument("--samples", type=int, required=True, metavar="N", help="number of parameter samples")
+    p.add_argument("--samples", type=int, metavar="N", help="number of parameter samples (lhs, sobol, uniform)")
     p.add_argument("--sampler", default="lhs", choices=("lhs", "sobol", "uniform", "grid"))
+    p.add_argument("--grid-points", type=int, metavar="N",
+                   help="--sampler grid: N points per parameter entry, N^d samples in all")
+    p.add_argument("--large", action="store_true",
+                   help=f"confirm a plan above {LARGE_SAMPLES} samples or {LARGE_BYTES // 2**30} GiB of snapshots")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, metavar="FILE", help="the snapshot store (HDF5)")
     p.add_argument("--set", dest="options", action="append", metavar="KEY=VALUE",
@@ -290,20 +524,38 @@ def _configure_snapshots(p: argparse.ArgumentParser) -> None:
 @subcommand("snapshots", "run a case's full-order problem over a parameter sample into a snapshot store "
                          "(resumes an interrupted run)", _configure_snapshots)
 def snapshots(args: argparse.Namespace) -> int:
+    from rom.h5io import stale_partial
     from rom.parallel import world
     from rom.snapshots import generate
 
-    if args.samples < 1:
-        raise RomError(f"--samples {args.samples}: pass at least one sample")
-    options = _options(args.options)
+    _check_sampler(args)
     module = load_case(args.case)
+    script = Path(module.__file__)
+    check_paths({"CASE": script}, {"--out": args.out})
+    name = script.stem
+    spec = case_options(module)
+    open_ended = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(module.snapshot_problem).parameters.values())
+    options = _options(args.options, name, spec, open_ended)
     comm = world()
-    problem = module.snapshot_problem(**options)
-    sample = problem.parameter_space.sample(args.samples, args.sampler, seed=args.seed)
-    provenance = {**options, "samples": args.samples, "sampler": args.sampler, "seed": args.seed}
-    report = generate(problem, sample, args.out, comm, progress=not args.no_progress, group_size=args.group_size,
-                      case=Path(module.__file__).stem, options=provenance, retry_failed=args.retry_failed)
-    comm.print(str(report))
+    try:
+        problem = module.snapshot_problem(**options)
+    except RomError:
+        raise
+    except (TypeError, ValueError) as exc:  # an option the case's own checks refuse
+        raise UsageError(f"case {name} refused the options {options}: {exc}; {_describe_options(name, spec)}") from None
+    m = _plan_size(args, problem, problem.parameter_space.dim)
+    sample = problem.parameter_space.sample(args.grid_points if args.sampler == "grid" else m, args.sampler,
+                                            seed=args.seed)
+    if comm.rank == 0:
+        _output_folder("--out", args.out)
+        stale_partial(args.out)
+    # the defaults too, so that `--set degree=1` and no --set name the same model on resume
+    defaults = {k: d for k, (_, d) in spec.items() if d is not inspect.Parameter.empty}
+    provenance = {**defaults, **options, "samples": m, "sampler": args.sampler, "seed": args.seed}
+    report = generate(problem, sample, args.out, comm, progress=not args.no_progress and not args.quiet,
+                      group_size=args.group_size, case=name, options=provenance, retry_failed=args.retry_failed)
+    if not args.quiet:
+        comm.print(str(report))
     return 0 if report.n_done else 1
 
 
@@ -323,16 +575,38 @@ def _configure_pod(p: argparse.ArgumentParser) -> None:
             _configure_pod)
 def pod_command(args: argparse.Namespace) -> int:
     from rom.basis import PodBasis
+    from rom.h5io import stale_partial
+    from rom.store import DONE, FAILED, SnapshotStore
+    from solvers.mesh.io import xdmf_companion
 
     if args.tol is None and args.n_modes is None:
-        raise RomError("give --tol (relative energy, e.g. 1e-6) or --n-modes, or both")
+        raise UsageError("give --tol (relative energy, e.g. 1e-6) or --n-modes, or both")
+    outputs = {"--out": args.out, "--xdmf": args.xdmf, "--plot": args.plot}
+    check_paths({"STORE": args.store}, outputs)
+    with SnapshotStore(args.store) as store:
+        status = store.status
+    n_done, n_failed = int((status == DONE).sum()), int((status == FAILED).sum())
+    if 0 < n_done < status.size:
+        log.warning("%s is incomplete: %d of %d snapshots done (%d failed, %d missing); the basis is built from "
+                    "the %d done (resume with rom snapshots, --retry-failed for failures)", args.store, n_done,
+                    status.size, n_failed, status.size - n_done - n_failed, n_done)
     basis = PodBasis.from_store(args.store, tol=args.tol, n_modes=args.n_modes, method=args.method,
                                 block_size=args.block_size)
+    error = float(basis.projection_error[-1])
+    if args.tol is not None and error > args.tol * (1 + 1e-3):
+        why = (f"--n-modes {args.n_modes} keeps too few modes" if args.n_modes is not None and
+               basis.size == args.n_modes else f"the {basis.size} modes are all the snapshots resolve in float64")
+        log.warning("the basis misses --tol %g: its relative projection error is %.3e (%s)", args.tol, error, why)
+    for arg, path in outputs.items():
+        if path is not None:
+            _output_folder(arg, path)
+            stale_partial(path)
     basis.save(args.out)
-    print(basis.summary())
-    print(f"wrote {args.out}")
+    say(args, basis.summary())
+    say(args, f"wrote {args.out}")
     if args.xdmf:
-        print(f"wrote {basis.write_xdmf(args.xdmf)}")
+        written = basis.write_xdmf(args.xdmf)
+        say(args, f"wrote {written}" + (f" and {xdmf_companion(written)}" if written.suffix.lower() == ".xdmf" else ""))
     if args.plot:
-        print(f"wrote {basis.plot(args.plot)}")
+        say(args, f"wrote {basis.plot(args.plot)}")
     return 0

@@ -241,7 +241,8 @@ def generate(problem, mu_samples, store_path, comm: Comm | None = None, progress
                                   int(todo.size), time.perf_counter() - t0, store.failures(), warnings)
         store.close()
         if report.n_failed:
-            comm.print(str(report))
+            log.warning("%s: %d of %d snapshots failed (the report lists them)", path, report.n_failed,
+                        report.n_samples)
     return comm.bcast(report)
 
 

@@ -285,7 +285,8 @@ class SnapshotStore:
                             for k in keys if have.get(k, "(unset)") != want.get(k, "(unset)")]
                     continue
             if have != want:
-                show = (lambda h: h[:12] or "(none)") if key == "mesh_hash" else repr  # noqa: E731
+                show = (lambda h: h[:12] or "(none)") if key == "mesh_hash" else \
+                    (lambda h: json.dumps(h, sort_keys=True)) if isinstance(have, dict) else repr  # noqa: E731
                 out.append(f"{key}: store {show(have)}, now {show(want)}")
         return out
 

@@ -17,7 +17,7 @@ from rom.errors import ConvergenceError, ParameterError, RomError, StoreError
 from rom.parameters import ParameterSpace
 from rom.pod import pod, pod_streaming, pod_two_level, projection_error
 from rom.snapshots import generate
-from rom.store import DONE, FAILED, SnapshotStore
+from rom.store import DONE, FAILED, SnapshotStore, array_hash
 
 # The toy problem: u(x; a, b) = exp(-a x) sin(b x) on 200 points, with a Newton-like failure for b > 9.
 TOY = '''
@@ -89,6 +89,67 @@ def test_resume_computes_only_missing(tmp_path):
     assert toy.calls == int(np.sum(P[:, 1] > 9.0))
     with pytest.raises(StoreError, match="another parameter sample"):
         generate(Toy(), sample(seed=2), path, progress=False)
+
+
+class MeshedToy(Toy):
+    """The toy with a mesh (hashed into the store's identity) and a choice of parameter box."""
+
+    def __init__(self, cells=2, b_max=10.0, **kw):
+        super().__init__(**kw)
+        from solvers.mesh import rectangle
+
+        self.mesh = rectangle(cells, cells)
+        self.parameter_space = ParameterSpace({"a": (0.5, 2.0), "b": (1.0, b_max, "log")})
+
+
+def test_resume_refuses_another_model_naming_the_differences(tmp_path):
+    P = sample(10)
+    path = tmp_path / "s.h5"
+    generate(MeshedToy(), P, path, progress=False, case="toy", options={"n": 200})
+    with SnapshotStore(path, "r+") as s:
+        s.reset([1, 2])
+    before = (tmp_path / "s.h5").read_bytes()
+    other_mesh = array_hash(MeshedToy(cells=3).mesh.points, MeshedToy(cells=3).mesh.cells)[:12]
+    same_mesh = array_hash(MeshedToy().mesh.points, MeshedToy().mesh.cells)[:12]
+    refusals = [
+        (MeshedToy(), {"case": "toy", "options": {"n": 100}}, r"option n: store 200, now 100"),
+        (MeshedToy(), {"case": "other", "options": {"n": 200}}, r"case: store 'toy', now 'other'"),
+        (MeshedToy(), {"case": "toy", "options": {"n": 200, "degree": 2}}, r"option degree: store '\(unset\)', now 2"),
+        (MeshedToy(cells=3), {"case": "toy", "options": {"n": 200}},
+         f"mesh_hash: store {same_mesh}, now {other_mesh}"),
+        (MeshedToy(b_max=12.0), {"case": "toy", "options": {"n": 200}}, r'parameter_space: store .*"upper": 10.0}}, now .*"upper": 12.0}}'),
+    ]
+    for toy, kw, message in refusals:
+        with pytest.raises(StoreError, match="another full-order model; refusing to mix them: " + message):
+            generate(toy, P, path, progress=False, **kw)
+        assert toy.calls == 0
+    # a model whose identity is all equal but whose fields are not: refused at its first result
+    toy = MeshedToy(n=150)
+    with pytest.raises(StoreError, match=r"returned shape \(150,\); the snapshots in .* have \(200,\): "
+                                         "it holds another full-order model"):
+        generate(toy, P, path, progress=False, case="toy", options={"n": 200})
+    assert toy.calls == 1 and (tmp_path / "s.h5").read_bytes() == before
+    toy = MeshedToy()
+    rep = generate(toy, P, path, progress=False, case="toy", options={"n": 200})
+    assert toy.calls == 2 and rep.n_done + rep.n_failed == 10 and rep.warnings == []
+
+
+def test_resume_by_another_romtk_version_warns_and_goes_on(tmp_path, caplog):
+    P = sample(8)
+    path = tmp_path / "s.h5"
+    generate(Toy(), P, path, progress=False)
+    with SnapshotStore(path, "r+") as s:
+        s.reset([3])
+    with h5py.File(path, "r+") as f:
+        f.attrs["romtk_version"] = "0.0.1"
+    toy = Toy()
+    rep = generate(toy, P, path, progress=False)
+    assert toy.calls == 1 and rep.n_computed == 1
+    assert len(rep.warnings) == 1 and "was written by romtk 0.0.1; resuming it with romtk" in rep.warnings[0]
+    assert rep.warnings[0] in [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "warning: " in str(rep)
+    with SnapshotStore(path) as s:
+        assert s.identity()["romtk_version"] == "0.0.1"  # the store keeps the version that made it
 
 
 def test_time_series_then_two_level_pod(tmp_path):

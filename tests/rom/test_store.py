@@ -61,6 +61,32 @@ def test_metadata_inner_product_and_provenance(tmp_path):
         assert s.inner_product() is None and s.inner_product_rebuild == "problem.inner_product()"
 
 
+def test_identity_is_what_create_wrote_and_differences_are_named(tmp_path):
+    space = ParameterSpace({"a": (0, 100), "b": (0, 100)})
+    h = array_hash(np.zeros((3, 2)), np.array([[0, 1, 2]]))
+    with make(tmp_path, n=7, n_steps=3, parameter_space=space, mesh_hash=h, case="toy",
+              options={"blocks": (3, 3), "n": 8}) as s:
+        ident = s.identity()
+        assert ident.pop("romtk_version") == s.attrs["romtk_version"] != ""
+        assert ident == {"case": "toy", "options": {"blocks": [3, 3], "n": 8}, "mesh_hash": h, "n_dofs": 7,
+                         "n_steps": 3, "parameter_space": space.to_dict()}
+        same = {**ident, "options": {"n": 8, "blocks": (3, 3)}, "romtk_version": "0.0.1"}  # tuple == list
+        assert s.identity_differences(same) == []
+        other = {"case": "tok", "options": {"n": 9}, "mesh_hash": "", "n_dofs": 8}
+        assert s.identity_differences(other) == [
+            "case: store 'toy', now 'tok'", "option blocks: store [3, 3], now '(unset)'",
+            "option n: store 8, now 9", f"mesh_hash: store {h[:12]}, now (none)", "n_dofs: store 7, now 8"]
+    with make(tmp_path, name="bare.h5") as s:
+        assert s.identity()["parameter_space"] == {} and s.identity()["options"] == {}
+
+
+def test_a_stale_partial_is_removed_by_the_next_create(tmp_path, caplog):
+    (tmp_path / "s.h5.partial").write_bytes(b"left by a killed run")
+    make(tmp_path).close()
+    assert not (tmp_path / "s.h5.partial").exists()
+    assert any("removing" in r.getMessage() and "s.h5.partial" in r.getMessage() for r in caplog.records)
+
+
 def test_failures_and_status(tmp_path):
     with make(tmp_path) as s:
         s.write(0, np.ones(10))
