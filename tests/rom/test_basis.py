@@ -173,9 +173,9 @@ def test_cli_refuses_bad_cases_and_options(tmp_path, capsys):
     assert cli.main(["snapshots", str(tmp_path / "missing.py"), "--samples", "2", "--out", "x.h5"]) == 1
     assert "no file" in capsys.readouterr().err
     (tmp_path / "tiny.py").write_text(CASE)
-    assert cli.main(["snapshots", str(tmp_path / "tiny.py"), "--samples", "2", "--out", "x.h5", "--set", "oops"]) == 1
+    assert cli.main(["snapshots", str(tmp_path / "tiny.py"), "--samples", "2", "--out", "x.h5", "--set", "oops"]) == 2  # a usage error
     assert "KEY=VALUE" in capsys.readouterr().err
-    assert cli.main(["pod", str(tmp_path / "x.h5"), "--out", "b.h5"]) == 1
+    assert cli.main(["pod", str(tmp_path / "x.h5"), "--out", "b.h5"]) == 2
     assert "--tol" in capsys.readouterr().err
     with pytest.raises(RomError):
         cli.load_case(str(tmp_path / "noproblem.py"))
