@@ -422,8 +422,11 @@ def case_options(module) -> dict[str, tuple[type | None, object]]:
     for name, prm in inspect.signature(module.snapshot_problem).parameters.items():
         if prm.kind in (prm.VAR_POSITIONAL, prm.VAR_KEYWORD):
             continue
-        ann = prm.annotation
-        kind = _KINDS.get(ann.split("|")[0].strip()) if isinstance(ann, str) else (ann if ann in _KINDS.values() else None)
+        ann = prm.annotation  # a string under `from __future__ import annotations`
+        if isinstance(ann, str):
+            kind = _KINDS.get(ann.split("|")[0].strip())
+        else:
+            kind = ann if ann in _KINDS.values() else None
         if kind is None and prm.default is not prm.empty and prm.default is not None:
             kind = type(prm.default) if type(prm.default) in _KINDS.values() else None
         out[name] = (kind, prm.default)

@@ -228,7 +228,8 @@ def test_grid_is_sized_per_entry_and_large_plans_need_confirming(tmp_path, monke
     assert status == 0
     with SnapshotStore(grid) as s:
         levels = np.array([0.1, 0.55, 1.0])
-        np.testing.assert_allclose(s.parameters, np.stack(np.meshgrid(levels, levels, indexing="ij"), -1).reshape(-1, 2))
+        grid_points = np.stack(np.meshgrid(levels, levels, indexing="ij"), -1).reshape(-1, 2)
+        np.testing.assert_allclose(s.parameters, grid_points)
 
 
 def test_pod_warns_of_an_incomplete_store_and_a_missed_tolerance(store_copy, tmp_path, capsys, caplog):

@@ -117,7 +117,8 @@ def test_resume_refuses_another_model_naming_the_differences(tmp_path):
         (MeshedToy(), {"case": "toy", "options": {"n": 200, "degree": 2}}, r"option degree: store '\(unset\)', now 2"),
         (MeshedToy(cells=3), {"case": "toy", "options": {"n": 200}},
          f"mesh_hash: store {same_mesh}, now {other_mesh}"),
-        (MeshedToy(b_max=12.0), {"case": "toy", "options": {"n": 200}}, r'parameter_space: store .*"upper": 10.0}}, now .*"upper": 12.0}}'),
+        (MeshedToy(b_max=12.0), {"case": "toy", "options": {"n": 200}},
+         r'parameter_space: store .*"upper": 10.0}}, now .*"upper": 12.0}}'),
     ]
     for toy, kw, message in refusals:
         with pytest.raises(StoreError, match="another full-order model; refusing to mix them: " + message):
