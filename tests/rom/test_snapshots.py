@@ -170,7 +170,7 @@ def test_time_series_then_two_level_pod(tmp_path):
 def test_bad_inputs(tmp_path):
     P = sample(5)
     P[3, 0] = 7.0
-    with pytest.raises(ParameterError, match=r"row 3: parameter a = 7 lies outside its box \[0.5, 2\]"):
+    with pytest.raises(ParameterError, match=r"row 3: .*\ba\b.* = 7(\.0)? lies outside (its|the) box \[0\.5, 2(\.0)?\]"):
         generate(Toy(), P, tmp_path / "x.h5", progress=False)
     with pytest.raises(RomError, match="group_size"):
         generate(Toy(), sample(5), tmp_path / "x.h5", progress=False, group_size=0)
