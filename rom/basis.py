@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,8 +26,8 @@ import h5py
 import numpy as np
 
 from rom.errors import RomError, ShapeError, StoreError
-from rom.h5io import atomic
-from rom.pod import IncrementalPOD, PODArgumentError, _check_truncation, pod
+from rom.h5io import atomic, expect_format, read_array, read_attr, reading
+from rom.pod import IncrementalPOD, PODArgumentError, _check_truncation, _subtraction_allowance, pod
 from rom.store import SnapshotStore, _read_mesh_group, _romtk_version, _write_mesh_group, array_hash
 
 __all__ = ["PodBasis", "FORMAT", "FORMAT_VERSION"]
@@ -69,11 +70,18 @@ class PodBasis:
         """(N+1,) relative projection error predicted by the discarded energy,
         sqrt(sum_{k>n} sigma_k^2 / ||S||^2) for n = 0..N.
 
-        The energy beyond the retained values is total - sum sigma_k^2, known only to
-        about eps ||S||^2; the rest is summed from the smallest value up.
+        The retained part is summed from the smallest value up. The energy beyond the
+        retained values is 0 when every snapshot has its mode (N = n_snapshots: nothing
+        was discarded); otherwise it is the difference total - sum sigma_k^2, and a
+        difference within its round-off allowance (`rom.pod._subtraction_allowance`, a few
+        eps ||S||^2) is reported as 0: nothing discarded that the arithmetic can resolve.
         """
         e = self.singular_values**2
-        tail = max(self.total_energy - float(e.sum()), 0.0)
+        tail = 0.0
+        if self.size < self.n_snapshots:
+            tail = max(self.total_energy - math.fsum(e), 0.0)
+            if tail <= _subtraction_allowance(self.total_energy, e.size):
+                tail = 0.0
         left = tail + np.concatenate([np.cumsum(e[::-1])[::-1], [0.0]])
         return np.sqrt(left / self.total_energy)
 
@@ -141,30 +149,30 @@ class PodBasis:
 
     @classmethod
     def load(cls, path) -> "PodBasis":
-        path = Path(path)
-        try:
-            f = h5py.File(path, "r")
-        except (OSError, FileNotFoundError) as exc:
-            raise StoreError(f"cannot open {str(path)!r} as a romtk basis: {exc}") from None
-        with f:
-            fmt = f.attrs.get("format")
-            fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
-            if fmt != FORMAT:
-                raise StoreError(f"{path} is not a romtk basis (format attribute {fmt!r}, expected {FORMAT!r}); "
-                                 "write one with `rom pod STORE --out BASIS`")
-            if int(f.attrs.get("format_version", -1)) != FORMAT_VERSION:
-                raise StoreError(f"{path} is a romtk basis of version {f.attrs.get('format_version')}; this romtk "
-                                 f"reads version {FORMAT_VERSION}: recompute it with `rom pod`")
+        """Read a basis written by `save`; a damaged or foreign file raises StoreError naming the
+        file and the object, with what to do."""
+        fix = "recompute it with `rom pod STORE --out BASIS`"
+        with reading(path, "romtk basis", fix) as f:
+            expect_format(f, FORMAT, "romtk basis", fix, FORMAT_VERSION)
+            modes = read_array(f, "modes", ndim=2, finite=True)
+            N = modes.shape[1]
+            sigma = read_array(f, "singular_values", shape=(N,), finite=True)
+            err = read_array(f, "projection_error", shape=(N + 1,), finite=True)
+            tol = read_attr(f, "tol", float)
+            total = read_attr(f, "total_energy", float)
+            n_snapshots = read_attr(f, "n_snapshots", int)
+            if np.any(sigma < 0) or np.any(np.diff(sigma) > 0) or not (np.isfinite(total) and total >= 0) \
+                    or n_snapshots < 0:
+                raise StoreError(f"{path}: singular values, total energy or snapshot count are invalid "
+                                 f"(sigma not decreasing and >= 0, or total {total}, n_snapshots {n_snapshots}); "
+                                 f"the basis is damaged: {fix}")
             try:
-                a = dict(f.attrs)
-                tol = float(a["tol"])
-                return cls(f["modes"][...], f["singular_values"][...], float(a["total_energy"]),
-                           f["projection_error"][...], int(a["n_snapshots"]), str(a["method"]),
-                           None if np.isnan(tol) else tol, str(a["source"]), str(a["inner_product_hash"]),
-                           _read_mesh_group(f), json.loads(a["provenance"]))
-            except (KeyError, OSError, ValueError) as exc:
-                raise StoreError(f"{path} is a damaged romtk basis ({type(exc).__name__}: {exc}); "
-                                 "recompute it with `rom pod`") from None
+                provenance = json.loads(read_attr(f, "provenance"))
+            except ValueError:
+                raise StoreError(f"{path}@provenance is not JSON; the basis is damaged: {fix}") from None
+            return cls(modes, sigma, total, err, n_snapshots, read_attr(f, "method"), None if np.isnan(tol) else tol,
+                       read_attr(f, "source"), read_attr(f, "inner_product_hash"), _read_mesh_group(f),
+                       provenance if isinstance(provenance, dict) else {})
 
     def summary(self) -> str:
         e = self.projection_error
@@ -197,7 +205,8 @@ class PodBasis:
         a1.set_ylabel(r"$\sigma_k / \sigma_1$")
         a1.set_title("singular values")
         a2.semilogy(n, np.maximum(self.projection_error, 1e-17), "o-", ms=3, label="measured")
-        a2.semilogy(n, np.maximum(self.energy_error(), 1e-17), "--", label="discarded energy")
+        predicted = self.energy_error()  # an exact 0 (nothing discarded) is left out, not drawn at a floor
+        a2.semilogy(n, np.where(predicted > 0, predicted, np.nan), "--", label="discarded energy")
         if self.tol is not None:
             a2.axhline(self.tol, color="k", lw=0.7, ls=":", label=f"tol {self.tol:g}")
         a2.set_xlabel("basis size N")

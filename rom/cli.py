@@ -296,16 +296,13 @@ def describe_hdf5(path: Path, max_items: int = 200) -> list[str]:
     (shape, dtype), at most max_items of them."""
     import h5py
 
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise StoreError(f"cannot open {str(path)!r} as HDF5: {exc}; check the file is complete") from exc
-    with f:
-        fmt = f.attrs.get("format", b"")
-        fmt = fmt.decode() if isinstance(fmt, bytes) else str(fmt)
+    from rom.h5io import format_of, reading
+
+    fix = "check the file is complete, or regenerate it"
+    with reading(path, "HDF5 file", fix) as f:  # no lock: a store being written can be watched
+        fmt = format_of(f)
     head = _describe_romtk(path, fmt)
-    f = h5py.File(path, "r")
-    with f:
+    with reading(path, "HDF5 file", fix) as f:
         lines = head + [f"HDF5 file: {path}", "attributes:" if f.attrs else "attributes: none"]
         lines += [f"  {k} = {_attr(v)}" for k, v in sorted(f.attrs.items())]
         items: list[str] = []
@@ -337,6 +334,20 @@ def _describe_romtk(path: Path, fmt: str) -> list[str]:
         from rom.basis import PodBasis
 
         return PodBasis.load(path).summary().splitlines()
+    if fmt.startswith("romtk.ReducedModel"):
+        from rom.reduced import ReducedModel
+
+        m = ReducedModel.load(path)
+        return [f"romtk reduced model ({fmt}): N = {m.size}, {len(m.theta)} operator and {len(m.theta_f)} load terms, "
+                f"{m.outputs.shape[0]} outputs",
+                f"  parameters {', '.join(m.names)} in [{m.lower}, {m.upper}]; estimator {m.estimator['method']}, "
+                f"stability {m.stability['kind']}"]
+    if fmt == "romtk.PodGP":
+        from rom.gp.podgp import PodGP
+
+        g = PodGP.load(path)
+        return [f"romtk PodGP: {g.modes_.shape[1]} modes of {g.modes_.shape[0]} dofs, GP from "
+                f"{g.gp_.X_train_.shape[0]} parameters of dimension {g.gp_._dim}, kernel {type(g.gp_.kernel_).__name__}"]
     return []
 
 

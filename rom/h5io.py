@@ -22,7 +22,7 @@ import numpy as np
 from rom.errors import RomError, StoreError
 
 __all__ = ["atomic", "partial_path", "stale_partial", "reading", "read_array", "read_attr", "format_of", "expect_format",
-           "read_group"]
+           "read_group", "guarded", "create_checked", "put", "text"]
 
 log = logging.getLogger("rom.h5io")
 
@@ -83,13 +83,20 @@ def reading(path, what: str = "romtk file", fix: str = "regenerate it") -> Itera
     path = Path(path)
     if not path.exists():
         raise StoreError(f"{path}: no such file; give the path of an existing {what}")
-    try:
-        f = h5py.File(path, "r")
+    try:  # no lock: romtk's files change only by rename, or (stores) in raw data a reader may see
+        f = h5py.File(path, "r", locking=False)
     except _DAMAGE as exc:
         raise StoreError(f"{path} is not a readable HDF5 file ({exc}); it is damaged or not a {what}: {fix}") from None
+    with guarded(path, what, fix), f:
+        yield f
+
+
+@contextlib.contextmanager
+def guarded(path, what: str = "romtk file", fix: str = "regenerate it") -> Iterator[None]:
+    """Inside the block, any failure of reading a damaged file already open (h5py's KeyError/OSError,
+    wrong dtypes or shapes) becomes a StoreError naming `path`; romtk's own errors pass through."""
     try:
-        with f:
-            yield f
+        yield
     except RomError:
         raise
     except _DAMAGE as exc:
@@ -168,3 +175,24 @@ def read_group(parent: h5py.Group, name: str) -> h5py.Group:
         raise StoreError(f"{parent.file.filename}:{parent.name.rstrip('/')}/{name} is missing or not a group; "
                          "the file is damaged or was written by another tool")
     return obj
+
+
+def create_checked(path) -> h5py.File:
+    """A new HDF5 file for writing whose metadata carry checksums (HDF5's latest format: version-2
+    object headers), so a damaged header is an error on reading rather than a changed value.
+    Use it with `put` for the data and `text` for string attributes."""
+    return h5py.File(path, "w", libver="latest")
+
+
+def put(group: h5py.Group, name: str, data) -> h5py.Dataset:
+    """group[name] = data with a Fletcher-32 checksum of the values (chunked storage); scalars and
+    empty arrays, which HDF5 cannot chunk, are stored as they are."""
+    arr = np.asarray(data)
+    if arr.ndim == 0 or arr.size == 0:
+        return group.create_dataset(name, data=arr)
+    return group.create_dataset(name, data=arr, fletcher32=True, chunks=True)
+
+
+def text(value: str) -> np.bytes_:
+    """A string attribute stored inside its (checksummed) object header, as fixed-length UTF-8."""
+    return np.bytes_(str(value).encode("utf-8"))

@@ -23,6 +23,7 @@ import scipy.sparse.linalg as sla
 from rom import _rb_kernels as K
 from rom.eim import eim
 from rom.errors import ShapeError, SingularSystemError, StoreError
+from rom.h5io import expect_format, read_array, reading
 from rom.parallel import Comm, world
 from rom.parameters import check_mu
 from rom.reduced import ESTIMATORS, ReducedModel, residual_norm_from, stability_from
@@ -522,16 +523,19 @@ def _save_checkpoint(red: Reductor, history: list, path) -> None:
 
 
 def _resume(red: Reductor, path) -> list:
-    try:
-        with h5py.File(path, "r") as h:
-            if h.attrs.get("format") != "romtk.greedy/1":
-                raise StoreError(f"{path} is not a romtk greedy checkpoint; remove it or pass another checkpoint path")
-            V = h["basis"][...]
-            hist = [{"N": k + 1, "index": int(i), "mu": list(m), "max_estimate": float(e), "seconds": float(s)}
-                    for k, (i, m, e, s) in enumerate(zip(h["index"][...], h["mu"][...], h["max_estimate"][...],
-                                                         h["seconds"][...]))]
-    except OSError as exc:
-        raise StoreError(f"cannot read checkpoint {path} ({exc}); remove it to start afresh") from None
+    fix = "remove it to start afresh"
+    with reading(path, "romtk greedy checkpoint", fix) as h:
+        expect_format(h, "romtk.greedy/1", "romtk greedy checkpoint", f"{fix}, or pass another checkpoint path")
+        V = read_array(h, "basis", ndim=2, finite=True)
+        k = V.shape[1]
+        index = read_array(h, "index", shape=(k,), dtype=np.int64)
+        mu = read_array(h, "mu", shape=(k, None), finite=True)
+        est = read_array(h, "max_estimate", shape=(k,))
+        secs = read_array(h, "seconds", shape=(k,), finite=True)
+    if np.any(index < 0) or np.any(np.isinf(est)):
+        raise StoreError(f"{path}: negative training indices or infinite estimates; the checkpoint is damaged: {fix}")
+    hist = [{"N": j + 1, "index": int(i), "mu": list(m), "max_estimate": float(e), "seconds": float(t)}
+            for j, (i, m, e, t) in enumerate(zip(index, mu, est, secs))]
     if red.size:
         raise StoreError("resume needs an empty Reductor; build a fresh one for the checkpoint")
     if V.shape[0] != red.V.shape[0]:

@@ -26,7 +26,7 @@ import numpy as np
 from rom import _rb_kernels as K
 from rom import coefficients
 from rom.errors import ParameterError, RomError, ShapeError, StoreError
-from rom.h5io import atomic, expect_format, read_array, read_attr, read_group, reading
+from rom.h5io import atomic, create_checked, expect_format, put, read_array, read_attr, read_group, reading, text
 from rom.parameters import check_mu
 from rom.scm import SCMBound
 
@@ -155,24 +155,24 @@ class ReducedModel:
         V = self.basis
         if basis and V is None and self.path is not None:
             V = ReducedModel.load(self.path).reconstruct(np.eye(self.size)).T
-        with atomic(path) as tmp, h5py.File(tmp, "w") as h:
-            h.attrs["format"] = FORMAT
+        with atomic(path) as tmp, create_checked(tmp) as h:
+            h.attrs["format"] = text(FORMAT)
             g = h.create_group("online")
             for name in ("operators", "rhs", "lower", "upper", "outputs", "output_dual_norms"):
-                g[name] = getattr(self, name)
-            g["compliant"] = self.compliant.astype(np.int8)
-            g.attrs["theta"] = "\n".join(self.theta)
-            g.attrs["theta_f"] = "\n".join(self.theta_f)
-            g.attrs["names"] = json.dumps(list(self.names))
+                put(g, name, getattr(self, name))
+            put(g, "compliant", self.compliant.astype(np.int8))
+            g.attrs["theta"] = text("\n".join(self.theta))
+            g.attrs["theta_f"] = text("\n".join(self.theta_f))
+            g.attrs["names"] = text(json.dumps(list(self.names)))
             for grp, d in (("estimator", self.estimator), ("stability", self.stability)):
                 s = g.create_group(grp)
                 for k, v in d.items():
                     if isinstance(v, str):
-                        s.attrs[k] = v
+                        s.attrs[k] = text(v)
                     else:
-                        s[k] = np.asarray(v)
+                        put(s, k, v)
             if basis and V is not None:
-                h.create_group("basis")["V"] = V
+                put(h.create_group("basis"), "V", V)
         self.path = str(path)
 
     @classmethod

@@ -16,7 +16,9 @@ Status codes: 0 missing, 1 done, 2 failed (the message is in `failures`).
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
+import inspect
 import json
 from pathlib import Path
 from typing import Iterator, Mapping
@@ -25,8 +27,8 @@ import h5py
 import numpy as np
 import scipy.sparse as sp
 
-from rom.errors import ShapeError, StoreError
-from rom.h5io import atomic
+from rom.errors import RomError, ShapeError, StoreError
+from rom.h5io import _DAMAGE, atomic, expect_format, guarded, read_array, read_attr, read_group
 
 __all__ = ["SnapshotStore", "FORMAT", "FORMAT_VERSION", "array_hash", "MISSING", "DONE", "FAILED"]
 
@@ -92,15 +94,52 @@ def _write_mesh_group(f: h5py.File, mesh) -> None:
         r.create_dataset(name, data=np.asarray(cells, dtype=np.int64))
 
 
+_FIX = "regenerate it (rom snapshots) or give another store"
+
+
+def _dataset(f: h5py.File, name: str, dtype, ndim: int) -> h5py.Dataset:
+    """f[name], checked to be a dataset of `dtype` with `ndim` dimensions (no raw data read)."""
+    obj = f.get(name)
+    if not isinstance(obj, h5py.Dataset) or obj.dtype != np.dtype(dtype) or obj.ndim != ndim:
+        found = f"dtype {obj.dtype}, shape {obj.shape}" if isinstance(obj, h5py.Dataset) else "missing"
+        raise StoreError(f"{f.filename}:/{name} is {found}, expected {ndim}-D {np.dtype(dtype)}; the store is damaged: "
+                         f"{_FIX}")
+    return obj
+
+
+def _reader(method):
+    """Run a reading method of SnapshotStore (or each step of a generator) with damage turned into
+    StoreError naming the store."""
+    if inspect.isgeneratorfunction(method):
+        @functools.wraps(method)
+        def gen(self, *args, **kw):
+            with guarded(self.path, "romtk snapshot store", _FIX):
+                yield from method(self, *args, **kw)
+        return gen
+
+    @functools.wraps(method)
+    def run(self, *args, **kw):
+        with guarded(self.path, "romtk snapshot store", _FIX):
+            return method(self, *args, **kw)
+    return run
+
+
 def _read_mesh_group(f: h5py.File):
     if "mesh" not in f:
         return None
     from solvers.mesh import Mesh
 
-    g = f["mesh"]
-    ct = g.attrs["cell_type"]
-    regions = {k: v[...] for k, v in g["regions"].items()} if "regions" in g else None
-    return Mesh(g["points"][...], g["cells"][...], ct.decode() if isinstance(ct, bytes) else str(ct), regions=regions)
+    g = read_group(f, "mesh")
+    regions = None
+    if "regions" in g:
+        r = read_group(g, "regions")
+        regions = {k: read_array(r, k, ndim=1, dtype=np.int64) for k in r}
+    try:
+        return Mesh(read_array(g, "points", ndim=2, finite=True), read_array(g, "cells", ndim=2, dtype=np.int64),
+                    read_attr(g, "cell_type"), regions=regions)
+    except RomError as exc:
+        raise StoreError(f"{f.filename}:/mesh holds an invalid mesh ({exc}); the file is damaged: regenerate it") \
+            from None
 
 
 class SnapshotStore:
@@ -120,50 +159,50 @@ class SnapshotStore:
         self.path = Path(path)
         if not self.path.exists():
             raise StoreError(f"no snapshot store at {self.path}; create it with SnapshotStore.create or rom snapshots")
+        try:  # read-only needs no lock: a writer changes only raw data after creation (see above),
+            # so `rom info` can watch a store that another process is filling
+            self._f = h5py.File(self.path, mode, locking=False if mode == "r" else None)
+        except _DAMAGE as exc:
+            hint = " (another process may hold it open for writing: open it read-only)" if mode == "r+" else ""
+            raise StoreError(f"{self.path} is not a readable HDF5 file ({exc}){hint}; it is corrupt or not a romtk "
+                             "store: regenerate it") from None
         try:
-            self._f = h5py.File(self.path, mode)
-        except OSError as exc:
-            raise StoreError(f"{self.path} is not a readable HDF5 file ({exc}); it is corrupt or not a romtk store") from None
-        try:
-            self._validate()
+            with guarded(self.path, "romtk snapshot store", _FIX):
+                self._validate()
         except StoreError:
             self._f.close()
             raise
 
     # ------------------------------------------------------------------ validation
     def _validate(self) -> None:
+        """Check the layout against format version 1 (any failure here is a damaged store)."""
         f = self._f
-        fmt = f.attrs.get("format")
-        if isinstance(fmt, bytes):
-            fmt = fmt.decode()
-        if fmt != FORMAT:
-            raise StoreError(f"{self.path} is an HDF5 file but not a romtk snapshot store (format attribute {fmt!r})")
-        version = int(f.attrs.get("format_version", -1))
-        if version != FORMAT_VERSION:
-            raise StoreError(
-                f"{self.path} is a romtk store of format version {version}; this romtk reads version "
-                f"{FORMAT_VERSION}. Regenerate it, or open it with the romtk version that wrote it"
-            )
-        try:
-            self._params = f["parameters/values"]
-            self._status = f["status"]
-            self._messages = f["failures"]
-            m = self._params.shape[0]
-            self.n_dofs = int(f.attrs["n_dofs"])
-            self.n_steps = int(f.attrs["n_steps"])
-            self.fields = tuple(f["fields"].keys())
-            shape = (m, self.n_steps, self.n_dofs) if self.n_steps else (m, self.n_dofs)
-            for name in self.fields:
-                if f["fields"][name].shape != shape:
-                    raise StoreError(f"{self.path}: field {name} has shape {f['fields'][name].shape}, expected {shape}")
-            if self._status.shape != (m,) or self._messages.shape[0] != m:
-                raise StoreError(f"{self.path}: status/failures do not match the {m} parameters")
-            self.parameters = self._params[...]
-            self._status[...]  # reading the mask proves the raw data is reachable
-        except StoreError:
-            raise
-        except (KeyError, OSError, ValueError) as exc:
-            raise StoreError(f"{self.path} is a damaged romtk store ({exc}); regenerate it") from None
+        expect_format(f, FORMAT, "romtk snapshot store", "give the path of a store written by romtk", FORMAT_VERSION)
+        where = f"{self.path}:"
+        self._params = _dataset(f, "parameters/values", np.float64, 2)
+        self._status = _dataset(f, "status", np.int8, 1)
+        self._messages = _dataset(f, "failures", np.uint8, 2)
+        m = self._params.shape[0]
+        self.n_dofs = read_attr(f, "n_dofs", int)
+        self.n_steps = read_attr(f, "n_steps", int)
+        if self.n_dofs < 1 or self.n_steps < 0:
+            raise StoreError(f"{where} n_dofs={self.n_dofs}, n_steps={self.n_steps}; the store is damaged: {_FIX}")
+        self.fields = tuple(read_group(f, "fields").keys())
+        if not self.fields:
+            raise StoreError(f"{where}/fields holds no field; the store is damaged: {_FIX}")
+        shape = (m, self.n_steps, self.n_dofs) if self.n_steps else (m, self.n_dofs)
+        for name in self.fields:
+            ds = _dataset(f, f"fields/{name}", np.float64, len(shape))
+            if ds.shape != shape:
+                raise StoreError(f"{where}/fields/{name} has shape {ds.shape}, expected {shape}; the store is damaged: "
+                                 f"{_FIX}")
+        if self._status.shape != (m,) or self._messages.shape != (m, _MESSAGE_BYTES):
+            raise StoreError(f"{where} status {self._status.shape} / failures {self._messages.shape} do not match "
+                             f"the {m} parameters; the store is damaged: {_FIX}")
+        self.parameters = read_array(f["parameters"], "values", ndim=2, finite=True)
+        if m == 0:
+            raise StoreError(f"{where}/parameters/values is empty; the store is damaged: {_FIX}")
+        self.status  # reading the mask proves the raw data is reachable and valid
 
     # ------------------------------------------------------------------ creation
     @classmethod
@@ -247,6 +286,7 @@ class SnapshotStore:
         return cls(path, "r+")
 
     # ------------------------------------------------------------------ identity
+    @_reader
     def identity(self) -> dict:
         """What defines the full-order model whose snapshots this store holds.
 
@@ -306,6 +346,7 @@ class SnapshotStore:
 
     # ------------------------------------------------------------------ metadata
     @property
+    @_reader
     def attrs(self) -> dict:
         a = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in self._f.attrs.items()}
         a["options"] = json.loads(a.get("options", "{}"))
@@ -314,7 +355,11 @@ class SnapshotStore:
     @property
     def status(self) -> np.ndarray:
         """(m,) int8: 0 missing, 1 done, 2 failed."""
-        return self._status[...]
+        with guarded(self.path, "romtk snapshot store", _FIX):
+            st = self._status[...]
+        if not np.all((st >= MISSING) & (st <= FAILED)):
+            raise StoreError(f"{self.path}:/status holds codes other than 0, 1, 2; the store is damaged: {_FIX}")
+        return st
 
     @property
     def done(self) -> np.ndarray:
@@ -327,9 +372,11 @@ class SnapshotStore:
         return np.flatnonzero(self.status == MISSING)
 
     @property
+    @_reader
     def times(self) -> np.ndarray | None:
-        return self._f["times"][...] if "times" in self._f else None
+        return read_array(self._f, "times", shape=(self.n_steps,), finite=True) if "times" in self._f else None
 
+    @_reader
     def failures(self) -> dict[int, str]:
         """Failed snapshots: index -> message."""
         idx = np.flatnonzero(self.status == FAILED)
@@ -338,22 +385,33 @@ class SnapshotStore:
         raw = self._messages[idx.tolist()]
         return {int(i): bytes(r).rstrip(b"\0").decode("utf-8", "replace") for i, r in zip(idx, raw)}
 
+    @_reader
     def inner_product(self) -> sp.csr_matrix | None:
         """The stored inner-product matrix, or None (see `inner_product_rebuild`)."""
-        g = self._f["inner_product"]
+        g = read_group(self._f, "inner_product")
         if "data" not in g:
             return None
-        return sp.csr_matrix((g["data"][...], g["indices"][...], g["indptr"][...]), shape=tuple(g.attrs["shape"]))
+        shape = tuple(np.asarray(g.attrs["shape"], dtype=np.int64).tolist())
+        M = sp.csr_matrix((read_array(g, "data", ndim=1, finite=True), read_array(g, "indices", ndim=1, dtype=np.int64),
+                           read_array(g, "indptr", ndim=1, dtype=np.int64)), shape=shape)
+        M.check_format(full_check=True)
+        if M.shape != (self.n_dofs, self.n_dofs):
+            raise StoreError(f"{self.path}:/inner_product has shape {M.shape}, expected ({self.n_dofs}, {self.n_dofs}); "
+                             f"the store is damaged: {_FIX}")
+        return M
 
+    @_reader
     def mesh(self):
         """The stored `solvers.mesh.Mesh`, or None when the store was written without one."""
         return _read_mesh_group(self._f)
 
     @property
+    @_reader
     def inner_product_rebuild(self) -> str:
         v = self._f["inner_product"].attrs.get("rebuild", "")
         return v.decode() if isinstance(v, bytes) else str(v)
 
+    @_reader
     def summary(self) -> str:
         a = self.attrs
         st = self.status
@@ -363,7 +421,8 @@ class SnapshotStore:
             f"  case {a.get('case') or '-'}, written by romtk {a.get('romtk_version')}, created {a.get('created')}",
             f"  {len(st)} parameters of dimension {self.parameters.shape[1]}; fields {', '.join(self.fields)} "
             f"({self.n_dofs} dofs, {kind})",
-            f"  done {int(np.sum(st == DONE))}, failed {int(np.sum(st == FAILED))}, missing {int(np.sum(st == MISSING))}",
+            f"  done {int(np.sum(st == DONE))}, failed {int(np.sum(st == FAILED))}, missing {int(np.sum(st == MISSING))} "
+            f"of {len(st)} planned",
         ]
         for i, msg in self.failures().items():
             lines.append(f"  failed #{i}: {msg}")
@@ -457,6 +516,7 @@ class SnapshotStore:
                              "resume the generation or leave them out")
         return idx
 
+    @_reader
     def snapshots(self, indices=None, field: str = "u", rows=None) -> np.ndarray:
         """Snapshot matrix (n_rows, k) of the done snapshots (or the given done `indices`).
 
@@ -469,6 +529,7 @@ class SnapshotStore:
         data = self._read(np.sort(idx), field, rows)
         return data.reshape(-1, data.shape[-1]).T
 
+    @_reader
     def iter_blocks(self, block_size: int, field: str = "u", rows=None, indices=None) -> Iterator[np.ndarray]:
         """Yield fresh (n_rows, k) arrays of at most `block_size` done snapshots, in index order.
 
@@ -485,6 +546,7 @@ class SnapshotStore:
             data = self._read(idx[start : start + block_size], field, rows)
             yield np.ascontiguousarray(data.reshape(-1, data.shape[-1]).T)
 
+    @_reader
     def iter_trajectories(self, field: str = "u", rows=None, indices=None) -> Iterator[np.ndarray]:
         """Yield each done time series as (n_rows, n_steps) (for `pod_two_level`)."""
         if not self.n_steps:

@@ -16,7 +16,7 @@ from rom.errors import StoreError
 from rom.gp.exact import GaussianProcess
 from rom.gp.kernels import (Kernel, Matern12, Matern32, Matern52, Product, Scaled, SpectralMixture,
                             SquaredExponential, StudentTMixture, Sum, White)
-from rom.h5io import read_array, read_attr, read_group
+from rom.h5io import put, read_array, read_attr, read_group, text
 
 _RADIAL = {c.__name__: c for c in (SquaredExponential, Matern12, Matern32, Matern52)}
 _MIXTURE = {c.__name__: c for c in (SpectralMixture, StudentTMixture)}
@@ -26,20 +26,25 @@ _MAX_DEPTH = 32  # a crafted file could link a group into itself
 def write_kernel(g: h5py.Group, k: Kernel) -> None:
     """Store kernel `k` in the (empty) group g."""
     name = type(k).__name__
-    g.attrs["type"] = name
+    g.attrs["type"] = text(name)
     if type(k) in _RADIAL.values():
-        g["length_scale"], g["log_bounds"] = k.length_scale, k._bounds
+        put(g, "length_scale", k.length_scale)
+        put(g, "log_bounds", k._bounds)
     elif type(k) in _MIXTURE.values():
-        g["weights"], g["rho"], g["mu"] = k.weights, k.rho, k.mu
+        put(g, "weights", k.weights)
+        put(g, "rho", k.rho)
+        put(g, "mu", k.mu)
         g.attrs["dim"], g.attrs["mu_max"] = k.dim, k.mu_max
     elif type(k) is Scaled:
-        g["variance"], g["log_bounds"] = k.variance, k._bounds
+        put(g, "variance", k.variance)
+        put(g, "log_bounds", k._bounds)
         write_kernel(g.create_group("kernel"), k.kernel)
     elif type(k) in (Sum, Product):
         write_kernel(g.create_group("k1"), k.k1)
         write_kernel(g.create_group("k2"), k.k2)
     elif type(k) is White:
-        g["noise"], g["log_bounds"] = k.noise, k._bounds
+        put(g, "noise", k.noise)
+        put(g, "log_bounds", k._bounds)
     else:
         raise StoreError(f"kernel {name} cannot be stored; use the kernels of rom.gp.kernels "
                          "(radial, mixtures, Scaled, Sum, Product, White)")
@@ -80,7 +85,7 @@ def write_gp(g: h5py.Group, gp: GaussianProcess) -> None:
     g.attrs["single_output"] = int(gp._single)
     for name, value in (("X_train", gp.X_train_), ("y_train", gp.y_train_), ("x_mean", gp._x_mean),
                         ("x_std", gp._x_std), ("y_mean", gp._y_mean), ("y_std", gp._y_std)):
-        g[name] = value
+        put(g, name, value)
     write_kernel(g.create_group("kernel"), gp.kernel_)
 
 

@@ -25,7 +25,7 @@ from rom.gp._io import read_gp, write_gp
 from rom.gp._validate import check_fitted, check_X
 from rom.gp.exact import GaussianProcess
 from rom.gp.kernels import Matern52, Scaled, White
-from rom.h5io import atomic, expect_format, read_array, read_group, reading
+from rom.h5io import atomic, create_checked, expect_format, put, read_array, read_group, reading, text
 from rom.pod import pod
 
 FORMAT = "romtk.PodGP"
@@ -87,12 +87,12 @@ class PodGP:
         """HDF5 (written beside, then renamed): modes, singular values, coefficients and the
         fitted GP as arrays (kernel tree, noise, normalization, training data); no pickle."""
         check_fitted(self, "gp_")
-        with atomic(path) as tmp, h5py.File(tmp, "w") as f:
-            f.attrs["format"] = FORMAT
+        with atomic(path) as tmp, create_checked(tmp) as f:
+            f.attrs["format"] = text(FORMAT)
             f.attrs["format_version"] = FORMAT_VERSION
-            f["modes"] = self.modes_
-            f["singular_values"] = self.singular_values_
-            f["coefficients"] = self.coefficients_
+            put(f, "modes", self.modes_)
+            put(f, "singular_values", self.singular_values_)
+            put(f, "coefficients", self.coefficients_)
             write_gp(f.create_group("gp"), self.gp_)
 
     @classmethod
