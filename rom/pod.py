@@ -31,12 +31,15 @@ a time series first, then across trajectories.
 Truncation (card 0.1): with `tol` in (0, 1), N is the larger of
 `#{k : sigma_k > tol sigma_1}` and the smallest N whose discarded energy
 `sum_{k>N} sigma_k^2` is at most `tol^2 sum_k sigma_k^2`; with `n_modes`, N is
-at most `n_modes`; neither keeps every numerically nonzero mode.
+at most `n_modes`; neither keeps every numerically nonzero mode. The discarded
+energy is summed from the smallest value up, never as total - cumsum (which cancels
+to eps * total); every method goes through `truncation_rank` (docs/methods/pod.md).
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable
 
@@ -55,6 +58,7 @@ __all__ = [
     "pod_streaming",
     "pod_two_level",
     "truncation_rank",
+    "unseen_energy",
     "projection_error",
     "InnerProduct",
     "PODArgumentError",
@@ -374,13 +378,26 @@ class PODArgumentError(RomError, ValueError):
 
 # ---------------------------------------------------------------------------- truncation
 def truncation_rank(sigma: np.ndarray, n_modes: int | None = None, tol: float | None = None,
-                    total_energy: float | None = None, rank_tol: float | None = None) -> int:
+                    total_energy: float | None = None, rank_tol: float | None = None, *,
+                    tail_energy: float | None = None) -> int:
     """Number N of modes to keep from decreasing singular values `sigma` (card 0.1).
 
     total_energy : sum of all squared singular values of the data (default
-        sum(sigma**2)); pass it when `sigma` is itself truncated.
+        sum(sigma**2) + tail_energy); pass it when `sigma` is itself truncated.
+    tail_energy : the energy beyond the last value of `sigma`, summed directly (>= 0),
+        when the caller knows it (the unresolved Gram eigenvalues, what a streaming POD
+        discarded). Without it, and with `total_energy`, it is the difference
+        total_energy - sum(sigma**2), which cancels: that difference is known only to within
+        `_subtraction_allowance` (a few eps total_energy), and the rule then takes it at its
+        upper end (difference + allowance), so that a tolerance below that resolution keeps
+        every value of `sigma` rather than too few.
     rank_tol : relative level under which sigma_k / sigma_1 counts as zero
         (numerical rank); default 0, keep all positive ones.
+
+    The energy discarded by keeping k values is summed from the smallest value up (a
+    reversed cumulative sum of non-negative terms, relative error below len(sigma) eps), never
+    as total - cumsum: it is exactly 0 when nothing is discarded, and correct to a few digits
+    down to tol = 1e-15.
     """
     sigma = np.asarray(sigma, dtype=np.float64)
     if sigma.size == 0 or not sigma[0] > 0:
@@ -390,15 +407,43 @@ def truncation_rank(sigma: np.ndarray, n_modes: int | None = None, tol: float | 
     N = rank
     if tol is not None:
         e = sigma**2
-        total = float(e.sum()) if total_energy is None else float(total_energy)
+        unseen, total = unseen_energy(e, total_energy, tail_energy)
         # discarded[k] = energy left out when keeping k modes, k = 0..len
-        discarded = total - np.concatenate([[0.0], np.cumsum(e)])
-        n_energy = int(np.argmax(discarded <= tol**2 * total)) if np.any(discarded <= tol**2 * total) else sigma.size
+        discarded = np.concatenate([np.cumsum(e[::-1])[::-1], [0.0]]) + unseen
+        ok = np.flatnonzero(discarded <= tol**2 * total)
+        n_energy = int(ok[0]) if ok.size else sigma.size
         n_ratio = int(np.count_nonzero(sigma > tol * sigma[0]))
         N = min(rank, max(n_energy, n_ratio))
     if n_modes is not None:
         N = min(N, int(n_modes))
     return max(N, 1)
+
+
+def unseen_energy(e: np.ndarray, total_energy: float | None = None,
+                  tail_energy: float | None = None) -> tuple[float, float]:
+    """(an upper estimate of the energy beyond the squared values `e`, the total energy).
+
+    tail_energy given: it is the unseen energy (summed directly by the caller). Else with
+    total_energy: max(total - fsum(e), 0) plus `_subtraction_allowance`, the round-off
+    allowance of that difference. Neither: 0 (e is the whole spectrum).
+    """
+    seen = math.fsum(e)
+    if tail_energy is not None:
+        unseen = max(float(tail_energy), 0.0)
+        return unseen, (seen + unseen if total_energy is None else float(total_energy))
+    if total_energy is None:
+        return 0.0, seen
+    total = float(total_energy)
+    return max(total - seen, 0.0) + _subtraction_allowance(total, len(e)), total
+
+
+def _subtraction_allowance(total: float, n_values: int) -> float:
+    """Round-off allowance of total - sum_k sigma_k^2 when the two come from different
+    computations (norms of the snapshots; an SVD or eigensolver): each carries a relative error of
+    order eps, the sum of n values one that grows like sqrt(n) when the errors do not align.
+    Taken as 8 (1 + sqrt(n)) eps total: 3.4e-14 total for n = 300 (tolerances above 1.9e-7 are
+    resolved). An allowance, not a proven bound."""
+    return 8.0 * (1.0 + math.sqrt(n_values)) * _EPS * total
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -500,9 +545,11 @@ def _pod_gram(S, ip, comm, n_modes, tol):
     # G, then eigh): below `floor`, sigma_k / sigma_1 < sqrt(10 eps) ~ 5e-8, they are noise.
     floor = 10.0 * _EPS * lam[0]
     resolved = int(np.count_nonzero(lam > floor))
-    total = float(np.sum(np.clip(lam, 0.0, None)))
+    total = math.fsum(np.clip(lam, 0.0, None))
     sigma = np.sqrt(np.clip(lam[:resolved], 0.0, None))
-    N = truncation_rank(sigma, n_modes, tol, total_energy=total)
+    # the unresolved eigenvalues' energy, summed directly (no total - sum(resolved))
+    N = truncation_rank(sigma, n_modes, tol, total_energy=total,
+                        tail_energy=math.fsum(np.clip(lam[resolved:], 0.0, None)))
     # The error energy asked for (tol^2 ||S||^2, or what the N modes leave out) must
     # stand above that noise, else the Gram route cannot deliver it: use the SVD route.
     target = tol**2 * total if tol is not None else float(np.sum(np.clip(lam[N:], 0.0, None)))
@@ -564,7 +611,9 @@ def _pod_randomized(S, ip, comm, n_modes, tol, oversampling, power_iterations, s
         B = ip.gram(Q, S)  # (k, m) = Q^T M S
         Ub, s, Vt = sla.svd(B, full_matrices=False, check_finite=False)
         Ub, s, Vt = comm.bcast((Ub, s, Vt), root=0)
-        captured_all = k >= m or tol is None or (total - float(np.sum(s**2))) <= 0.25 * tol**2 * total
+        # the energy outside range(Q) is total - sum(s^2): taken at the upper end of its round-off
+        # allowance (`unseen_energy`), so a tol below that resolution grows k up to m
+        captured_all = k >= m or tol is None or unseen_energy(s**2, total)[0] <= 0.25 * tol**2 * total
         if captured_all:
             break
         k = min(m, 2 * k)
@@ -779,6 +828,7 @@ class IncrementalPOD:
         floor = max(lam[0] if lam.size else 0.0, 0.0) * P.shape[1] * _EPS * 10
         floor = max(floor, (self.total_energy / max(self.n_snapshots, 1)) * _EPS**2)
         r = int(np.count_nonzero(lam > floor))
+        self.discarded_energy += math.fsum(np.clip(lam[r:], 0.0, None))  # dropped directions are discarded energy
         if r == 0:
             return np.zeros((P.shape[0], 0)), np.zeros((0, P.shape[1])), np.zeros((U.shape[1], P.shape[1]))
         s = np.sqrt(lam[:r])
@@ -796,7 +846,8 @@ class IncrementalPOD:
         """(modes (n_local, N), singular values (N,)) truncated by tol / n_modes."""
         if self.U is None:
             raise ShapeError("IncrementalPOD has seen no snapshots (an empty store?); call update(block) first")
-        N = truncation_rank(self.sigma, self.n_modes, self.tol, total_energy=self.total_energy)
+        N = truncation_rank(self.sigma, self.n_modes, self.tol, total_energy=self.total_energy,
+                            tail_energy=self.discarded_energy)
         return self.U[:, :N].copy(), self.sigma[:N].copy()
 
 

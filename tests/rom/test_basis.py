@@ -185,3 +185,23 @@ def test_thermal_block_case_exposes_its_problem(tmp_path):
     mod = cli.load_case(str(cli.find_cases_dir(cli.PACKAGE_DIR) / "thermal_block.py"))
     p = mod.snapshot_problem(blocks=(2, 2), n=8)
     assert p.space.n_dofs == 81 and p.parameter_space.dim == 4
+
+
+def test_energy_error_is_zero_when_nothing_is_discarded_and_the_tail_otherwise():
+    """All 30 modes kept: the prediction at N = 30 is exactly 0 (total - sum sigma^2 was 2.3e-8 of
+    round-off for this seed and was printed and plotted); 20 kept: sqrt(tail / total) of the known
+    tail; rank 12 data with 12 kept of 30 snapshots: the difference is round-off, reported as 0."""
+    rng = np.random.default_rng(3)
+    S = rng.standard_normal((500, 30)) * np.logspace(0, -3, 30)
+    U, s, _ = np.linalg.svd(S, full_matrices=False)
+    total = float(np.sum(np.einsum("ij,ij->j", S, S)))
+    assert total - float(np.sum(s**2)) > 0  # the round-off the old prediction showed
+    full = PodBasis(U, s, total, np.zeros(31), 30).energy_error()
+    assert full[-1] == 0.0
+    np.testing.assert_allclose(full[:-1], np.sqrt(np.cumsum((s**2)[::-1])[::-1] / total), rtol=1e-12)
+    part = PodBasis(U[:, :20], s[:20], total, np.zeros(21), 30).energy_error()
+    np.testing.assert_allclose(part[-1], np.sqrt(np.sum(s[20:] ** 2) / total), rtol=1e-10)
+    L = S[:, :12] @ rng.standard_normal((12, 30))  # rank 12
+    U, s, _ = np.linalg.svd(L, full_matrices=False)
+    low = PodBasis(U[:, :12], s[:12], float(np.sum(L * L)), np.zeros(13), 30).energy_error()
+    assert low[-1] == 0.0 and low[-2] > 0
