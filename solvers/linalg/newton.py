@@ -30,14 +30,19 @@ def newton(residual: Callable, jacobian: Callable, u0, *, rtol: float = 1e-10, a
     """Solve F(u) = 0 from u0 by Newton: J(u_k) du = -F(u_k), u_{k+1} = u_k + alpha du with
     alpha halved until ||F|| decreases (Armijo, c = 1e-4).
 
-    residual(u) -> (n,), jacobian(u) -> sparse (n, n). Stops when ||F|| <= max(atol, rtol ||F(u0)||).
-    Raises ConvergenceError carrying the residual history when it diverges or stalls.
+    residual(u) -> (n,), jacobian(u) -> sparse (n, n). Stops when ||F|| <= max(atol, rtol ||F(u0)||):
+    a returned result always meets that test. Otherwise raises ConvergenceError carrying the
+    residual history: a non-finite ||F(u0)||, a linear solve that fails or misses its own
+    tolerance (LinearSolver checks its true residual), divergence, stalling, or maxiter reached.
     """
     solver = linear_solver or LinearSolver("direct")
     u = np.array(u0, dtype=np.float64, copy=True)
     F = residual(u)
     r0 = norm(F)
     history = [float(r0)]
+    if not np.isfinite(r0):
+        raise ConvergenceError(f"Newton cannot start: ||F(u0)|| = {r0} is not finite; check u0 (inside the "
+                               "residual's domain?) and the residual function", history)
     tol = max(atol, rtol * r0)
     for k in range(1, maxiter + 1):
         if history[-1] <= tol:

@@ -22,9 +22,9 @@ import sys
 
 import numpy as np
 
-from rom.errors import ConvergenceError, ShapeError, SingularSystemError
+from rom.errors import ShapeError, SingularSystemError
 from rom.parallel import world
-from solvers.linalg.linear import split_petsc_args
+from solvers.linalg.linear import diagnose, singular_message, split_petsc_args
 
 import petsc4py
 
@@ -34,6 +34,12 @@ from petsc4py import PETSc  # noqa: E402
 
 _KSP = {"cg": "cg", "minres": "minres", "gmres": "gmres", "direct": "preonly"}
 _PC = {"amg": "gamg", "jacobi": "jacobi", None: "none"}
+_REASONS = {int(getattr(PETSc.KSP.ConvergedReason, k)): k for k in dir(PETSc.KSP.ConvergedReason)
+            if k.isupper() and isinstance(getattr(PETSc.KSP.ConvergedReason, k), int)}
+# a failed preconditioner set-up (a zero pivot in LU): -11, named DIVERGED_PCSETUP_FAILED in older
+# petsc4py and DIVERGED_PC_FAILED in newer
+_PC_FAILED = int(getattr(PETSc.KSP.ConvergedReason, "DIVERGED_PC_FAILED",
+                         getattr(PETSc.KSP.ConvergedReason, "DIVERGED_PCSETUP_FAILED", -11)))
 
 # GAMG options set before petsc_options and the command line (which override them); figures
 # in docs/parallel.md. What matters most is the block size (LinearSolver(block_size=...)): GAMG
@@ -221,7 +227,7 @@ class PetscBackend:
                 pc.setType("redundant")
         else:
             pc.setType(_PC[o.preconditioner])
-            ksp.setTolerances(rtol=o.rtol, atol=o.atol, max_it=o.maxiter or 10000)
+            ksp.setTolerances(rtol=o.rtol, atol=o.atol, max_it=o.maxiter)
             if o.method == "cg":  # rtol on the true residual, as in the scipy backend
                 ksp.setNormType(PETSc.KSP.NormType.UNPRECONDITIONED)
             if o.method == "gmres":
@@ -234,7 +240,9 @@ class PetscBackend:
             vecs = [as_vec(B[:, j], n, self.pcomm, o.block_size) for j in range(B.shape[1])]
             self.M.setNearNullSpace(PETSc.NullSpace().create(vectors=vecs, comm=self.pcomm))
         ksp.setFromOptions()
-        ksp.setConvergenceHistory()
+        if o.method != "direct":  # the command line may have changed them: the residual check uses these
+            o.rtol, o.atol, _, o.maxiter = ksp.getTolerances()
+        ksp.setConvergenceHistory(reset=True)  # each solve's own residual norms
         self._setup_ksp(ksp)
         self.ksp = ksp
 
@@ -244,46 +252,63 @@ class PetscBackend:
             with _setup_options(GAMG_SETUP_OPTIONS_SERIAL if serial else {}):
                 ksp.setUp()
         except PETSc.Error as exc:
+            # an error need not reach every rank, so the matrix is examined (collectively) on one only
+            cause = diagnose(self.A, near_nullspace=self.o.near_nullspace) if self.comm.size == 1 else ""
             raise SingularSystemError(
-                f"PETSc could not set up the solver ({exc}); a zero pivot means a singular system: "
-                "add a Dirichlet condition (or fix one dof per rigid-body mode)"
+                f"PETSc could not set up the solver ({exc}); " + (cause or (
+                    "if it hit a zero pivot the system is singular: call solvers.linalg.diagnose(A) for the "
+                    "cause (a pure Neumann problem, a zero coefficient, a degenerate cell)"))
             ) from None
 
-    def solve(self, b: np.ndarray, x0=None):
-        from solvers.linalg.linear import SolveInfo
+    def norm_kind(self) -> str:
+        """The residual norm the KSP stops on (key of linear.SLACK): after setFromOptions, so an
+        option that changes the KSP type or its norm is taken into account."""
+        if self.o.method == "direct":
+            return "direct"
+        unprec = self.ksp.getNormType() == PETSc.KSP.NormType.UNPRECONDITIONED
+        return "unpreconditioned" if unprec else "preconditioned"
 
-        if b.ndim == 2:
-            cols = [self.solve(b[:, j])[0] for j in range(b.shape[1])]
-            return np.stack(cols, axis=1), SolveInfo(self.o.method)
-        n_own, n = self.A.shape
-        bs = self.o.block_size
-        bv = as_vec(b, n, self.pcomm, bs)
+    def norm(self, v: np.ndarray) -> float:
+        """Global 2-norm of a vector given by this rank's rows (collective)."""
+        return float(np.sqrt(self.comm.allreduce(float(v @ v), "sum")))
+
+    def residual(self, x: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """This rank's rows of b - A x (collective: A's product with the distributed x)."""
+        n = self.A.shape[1]
+        r = np.array(b, dtype=np.float64)
+        rv = as_vec(r, n, self.pcomm, self.o.block_size)
+        ax = self.M.createVecLeft()
+        self.M.mult(as_vec(x, n, self.pcomm, self.o.block_size), ax)
+        rv.axpy(-1.0, ax)
+        return r
+
+    def run(self, b: np.ndarray, x0, rtol: float, atol: float, maxiter: int):
+        """One KSP solve: (x rows, iterations, history, failure), failure None when KSP reports
+        convergence (reason > 0), else why it stopped. A failed LU raises SingularSystemError."""
+        o = self.o
+        n = self.A.shape[1]
+        ksp = self.ksp
+        if o.method != "direct":
+            ksp.setTolerances(rtol=rtol, atol=atol, max_it=maxiter)
+        bv = as_vec(b, n, self.pcomm, o.block_size)
         # the solution is written straight into x (no copy back)
-        x = np.zeros(n_own) if x0 is None else np.array(x0, dtype=np.float64)
-        xv = as_vec(x, n, self.pcomm, bs)
-        self.ksp.setInitialGuessNonzero(x0 is not None)
+        x = np.zeros(len(b)) if x0 is None else np.array(x0, dtype=np.float64)
+        xv = as_vec(x, n, self.pcomm, o.block_size)
+        ksp.setInitialGuessNonzero(x0 is not None)
         try:
-            self.ksp.solve(bv, xv)
+            ksp.solve(bv, xv)
         except PETSc.Error as exc:
-            raise SingularSystemError(f"PETSc solve failed ({exc}); check that the system is not singular") from None
-        reason = self.ksp.getConvergedReason()
-        hist = list(self.ksp.getConvergenceHistory())
-        rv = bv.duplicate()
-        self.M.mult(xv, rv)
-        rv.axpy(-1.0, bv)
-        bn = bv.norm()
-        rel = float(rv.norm() / (bn if bn > 0 else 1.0))
-        if reason == PETSc.KSP.ConvergedReason.DIVERGED_PCSETUP_FAILED:
-            raise SingularSystemError(
-                f"the preconditioner/factorization failed ({self.ksp.getPC().getType()}): for a direct solve this "
-                "is a zero pivot, i.e. a singular system (pure Neumann or a free body); add a Dirichlet condition "
-                "(or fix one dof per rigid-body mode)"
-            )
-        if reason < 0 or not np.isfinite(rel):
-            raise ConvergenceError(
-                f"PETSc KSP {self.ksp.getType()}/{self.ksp.getPC().getType()} failed (reason {reason}) after "
-                f"{self.ksp.getIterationNumber()} iterations at relative residual {rel:.2e}; change method, "
-                "preconditioner or tolerances (petsc_options or the command line)",
-                hist,
-            )
-        return x, SolveInfo(self.o.method, int(self.ksp.getIterationNumber()), rel, history=hist)
+            return x, 0, [], f"failed in PETSc ({exc})"
+        reason = int(ksp.getConvergedReason())
+        its = int(ksp.getIterationNumber())
+        bn = self.norm(b) or 1.0
+        hist = [float(h) / bn for h in ksp.getConvergenceHistory()]
+        if reason > 0:
+            return x, its, hist, None
+        if reason == _PC_FAILED and o.method == "direct":
+            raise SingularSystemError(singular_message(
+                f"the factorization ({ksp.getPC().getType()}) failed: a zero pivot", self.A, start=o._start,
+                comm=self.comm, near_nullspace=o.near_nullspace))
+        if reason == PETSc.KSP.ConvergedReason.DIVERGED_ITS:
+            return x, its, hist, f"reached maxiter={maxiter}"
+        return x, its, hist, f"diverged (KSP reason {_REASONS.get(reason, reason)})"
