@@ -251,9 +251,11 @@ def diagnose(A, *, start: int = 0, comm=None, near_nullspace=None) -> str:
 def singular_message(detail: str, A=None, *, start: int = 0, comm=None, near_nullspace=None) -> str:
     """Message of a SingularSystemError: what the solver saw, then the cause found in A (see diagnose)."""
     cause = diagnose(A, start=start, comm=comm, near_nullspace=near_nullspace) if A is not None else ""
-    return (f"the linear system is singular ({detail}): " + (cause or (
-        "no structural cause found (every row and diagonal entry nonzero, A @ 1 != 0): check the boundary "
-        "conditions (a body free to move needs one fixed dof per rigid-body mode) and the coefficients")))
+    return f"the linear system is singular ({detail}): " + (cause or _NO_CAUSE)
+
+
+_NO_CAUSE = ("no structural cause found (no inf/NaN, every row and diagonal entry nonzero, A @ 1 != 0): check the "
+             "boundary conditions (a body free to move needs one fixed dof per rigid-body mode) and the coefficients")
 
 
 def _petsc_backend(opts):
@@ -352,6 +354,8 @@ class LinearSolver:
         b = np.asarray(b, dtype=np.float64)
         if b.ndim not in (1, 2) or b.shape[0] != self._impl.A.shape[0]:
             raise ShapeError(f"b has shape {b.shape}; the operator has {self._impl.A.shape[0]} rows: give (n,) or (n, k)")
+        if x0 is not None and np.shape(x0) != b.shape:
+            raise ShapeError(f"x0 has shape {np.shape(x0)}, b {b.shape}: give the initial guess in b's shape")
         if not self.comm.allreduce(int(np.isfinite(b).all()), "min"):
             raise ShapeError("b holds inf or NaN; check the load and boundary values")
         t = time.perf_counter()
@@ -406,12 +410,11 @@ class LinearSolver:
         if failure is None and np.all(np.isfinite(rnorm)) and np.all(rnorm <= target):
             self._last = SolveInfo(self.method, its, float(rel), history=history)
             return x
-        if self.method == "direct":
+        if self.method == "direct":  # SingularSystemError when A shows why, or LU gives no finite x
             cause = diagnose(impl.A, start=self._start, comm=self.comm, near_nullspace=self.near_nullspace)
             if cause or not np.isfinite(rel):
-                raise SingularSystemError(singular_message(
-                    f"LU gives relative residual {rel:.2e}", impl.A, start=self._start, comm=self.comm,
-                    near_nullspace=self.near_nullspace))
+                raise SingularSystemError(f"the linear system is singular (LU gives relative residual {rel:.2e} "
+                                          f"after {CORRECTIONS} refinement steps): " + (cause or _NO_CAUSE))
         what = failure or "the method reported convergence, but the true residual misses"
         slack = SLACK[impl.norm_kind()]
         raise ConvergenceError(

@@ -294,7 +294,7 @@ class PetscBackend:
         # the solution is written straight into x (no copy back)
         x = np.zeros(len(b)) if x0 is None else np.array(x0, dtype=np.float64)
         xv = as_vec(x, n, self.pcomm, o.block_size)
-        ksp.setInitialGuessNonzero(x0 is not None)
+        ksp.setInitialGuessNonzero(x0 is not None and o.method != "direct")  # preonly refuses a guess
         try:
             ksp.solve(bv, xv)
         except PETSc.Error as exc:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rom.errors import ShapeError, SingularSystemError
+from rom.errors import ConvergenceError, ShapeError, SingularSystemError
 from rom.parallel import Comm, world
 from solvers.fem import Space, diffusion, load
 from solvers.fem.bc import DirichletBC, apply_dirichlet
@@ -57,6 +57,51 @@ def test_petsc_refuses_a_singular_system():
     V = Space(box(3, 3, 3), 1)
     with pytest.raises(SingularSystemError):
         LinearSolver("direct", backend="petsc")(diffusion(V), load(V, 1.0))
+
+
+def test_petsc_krylov_on_a_pure_neumann_system_raises_and_names_neumann():
+    """No silent answer from a singular system: GAMG-CG and Jacobi-GMRES either stop on a KSP
+    divergence reason or report convergence short of the true residual; both raise, and the
+    message names the cause, found collectively from every rank's rows (A @ 1 = 0)."""
+    V = Space(box(4, 4, 4), 1)
+    A, b = diffusion(V), load(V, 1.0)
+    for method, prec in (("cg", "amg"), ("gmres", "jacobi")):
+        with pytest.raises(ConvergenceError, match="pure Neumann"):
+            LinearSolver(method, prec, maxiter=200, backend="petsc")(A, b)
+
+
+def test_petsc_reported_convergence_is_checked_against_the_true_residual():
+    """preonly + Jacobi reports convergence (CONVERGED_ITS) after one application of D^-1: the
+    KSP reason alone would let x = D^-1 b through."""
+    V, A, b = _system()
+    s = LinearSolver("gmres", "jacobi", rtol=1e-8, backend="petsc",
+                     petsc_options={"ksp_type": "preonly", "pc_type": "jacobi"})
+    with pytest.raises(ConvergenceError, match="reported convergence, but the true residual misses"):
+        s(A, b)
+    assert s._impl.ksp.getConvergedReason() > 0
+
+
+def test_petsc_direct_solve_names_a_zero_coefficient():
+    V = Space(box(3, 3, 3), 1)
+    A, b = diffusion(V, 0.0), load(V, 1.0)
+    apply_dirichlet(A, b, DirichletBC(V, "boundary"))
+    with pytest.raises(SingularSystemError, match="zero coefficient") as info:
+        LinearSolver("direct", backend="petsc")(A, b)
+    assert "Neumann" not in str(info.value)
+
+
+def test_a_degenerate_cell_is_refused_on_every_rank():
+    """The collapsed cell's rows live on one rank; every rank raises (no hang)."""
+    from solvers.mesh import Mesh, rectangle
+
+    m = rectangle(8, 8)
+    pts = m.points.copy()
+    c = m.cells[5]
+    pts[c[2]] = 0.5 * (pts[c[0]] + pts[c[1]])  # zero area
+    V = Space(Mesh(pts, m.cells, m.cell_type, m.regions, m.boundaries), 1)
+    A = diffusion(V)
+    with pytest.raises(SingularSystemError, match="degenerate cell"):
+        LinearSolver("cg", "amg", backend="petsc").setup(A)
 
 
 def _elasticity(comm=None):
