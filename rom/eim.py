@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Interpolant:
-    """basis (n, d) with basis[points] unit lower triangular (EIM) or any invertible (DEIM);
+    """basis (n, d) with basis[points] unit lower triangular as stored, zeros and ones exact (EIM),
+    or any invertible (DEIM);
     points (d,) int64 magic points; errors (d,) greedy max residuals (sup norm) before each
     addition; lebesgue: ||basis (basis[points])^{-1}||_inf (the EIM Lebesgue constant)."""
 
@@ -108,7 +109,12 @@ def eim(snapshots, tol: float = 0.0, max_terms: int | None = None, rtol: float =
         i = int(np.argmax(np.abs(r)))
         if np.abs(r[i]) <= floor:
             break
+        # the residual vanishes at the earlier magic points in exact arithmetic: store those zeros
+        # exactly (round-off there reached 3.4e-8 once divided by r[i]), so basis[points] is unit
+        # lower triangular as stored and the triangular solves use the whole matrix
+        r[points] = 0.0
         q = r / r[i]
+        q[i] = 1.0  # complex division can leave 1 + 1e-17j
         basis[:, k] = q
         R -= np.outer(q, R[i])
         points.append(i)

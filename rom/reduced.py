@@ -32,6 +32,10 @@ from rom.scm import SCMBound
 
 FORMAT = "romtk.ReducedModel/1"
 ESTIMATORS = ("gram", "orthonormalized", "eim")
+# Safety rule of the bounds (docs/methods/rb.md): the residual's round-off floor RESIDUAL_ULPS eps ||f||_X'
+# is added to ||r||, and OUTPUT_ULPS eps |s_N| to output bounds
+RESIDUAL_ULPS = 8.0
+OUTPUT_ULPS = 8.0
 
 
 def _theta_eval(exprs: tuple, mu: np.ndarray) -> np.ndarray:
@@ -113,18 +117,32 @@ class ReducedModel:
         return a[0] if single else a
 
     def estimate(self, mu, coeffs=None) -> dict:
-        """Error bounds at mu (p,) or (m, p): {"residual": ||r||_X', "alpha_lb",
-        "x_norm": ||r||/alpha_LB (bound of ||u - V u_N||_X), "energy": ||r||/sqrt(alpha_LB)
-        (bound of the energy norm, a(.,.;mu) symmetric), "output": (.., L) bounds of |s - s_N|:
-        ||r||^2/alpha_LB for compliant outputs, ||l||_X' ||r||/alpha_LB otherwise}."""
+        """Error bounds at mu (p,) or (m, p): {"residual": ||r||_X', "round_off": delta,
+        "alpha_lb", "x_norm": (||r|| + delta)/alpha_LB (bound of ||u - V u_N||_X), "energy":
+        (||r|| + delta)/sqrt(alpha_LB) (bound of the energy norm, a(.,.;mu) symmetric), "output":
+        (.., L) bounds of |s - s_N|: (||r|| + delta)^2/alpha_LB for compliant outputs,
+        ||l||_X' (||r|| + delta)/alpha_LB otherwise, plus OUTPUT_ULPS eps |s_N|}.
+
+        Safety rule (docs/methods/rb.md): delta = RESIDUAL_ULPS eps ||f(mu)||_X' (sqrt(RESIDUAL_ULPS
+        eps) ||f(mu)||_X' for "gram"), the round-off floor of an evaluated residual, is added to
+        ||r|| in every bound, and OUTPUT_ULPS eps |s_N|
+        (the rounding of the two output values) to the output bounds; where the bound ties the
+        error (A(mu) = X), round-off then cannot put it below."""
         arr, single = self._mu(mu)
         th, thf = _theta_eval(self.theta, arr), _theta_eval(self.theta_f, arr)
         u = np.atleast_2d(K.reduced_solve(th, thf, self.operators, self.rhs) if coeffs is None else coeffs)
         r = residual_norm_from(self.estimator, K.residual_coefficients(th, thf, u))
+        f_norm = residual_norm_from(self.estimator, K.residual_coefficients(th, thf, np.zeros_like(u)))
+        eps = np.finfo(np.float64).eps
+        # F1 ("gram") rounds ||r||^2, not ||r||: its floor is sqrt(RESIDUAL_ULPS eps) ||f||
+        delta = (np.sqrt(RESIDUAL_ULPS * eps) if self.estimator["method"] == "gram" else RESIDUAL_ULPS * eps) * f_norm
+        rs = r + delta
         a = stability_from(self.stability, th)
-        out = np.where(self.compliant[None, :], (r ** 2 / a)[:, None],
-                       self.output_dual_norms[None, :] * (r / a)[:, None])
-        res = {"residual": r, "alpha_lb": a, "x_norm": r / a, "energy": r / np.sqrt(a), "output": out}
+        s_round = OUTPUT_ULPS * eps * np.abs(u @ self.outputs.T) if self.outputs.size else 0.0
+        out = np.where(self.compliant[None, :], (rs ** 2 / a)[:, None],
+                       self.output_dual_norms[None, :] * (rs / a)[:, None]) + s_round
+        res = {"residual": r, "round_off": delta, "alpha_lb": a, "x_norm": rs / a, "energy": rs / np.sqrt(a),
+               "output": out}
         return {k: v[0] for k, v in res.items()} if single else res
 
     def reconstruct(self, coeffs) -> np.ndarray:
