@@ -253,3 +253,16 @@ def test_newton_refuses_a_non_finite_initial_residual():
     with pytest.raises(ConvergenceError, match="not finite"):
         with np.errstate(invalid="ignore"):
             newton(lambda u: np.log(u), lambda u: sp.csr_matrix(np.diag(1 / u)), np.array([-1.0]))
+
+
+def test_tolerances_that_cannot_be_checked_are_refused():
+    from rom.errors import ShapeError
+
+    for kw in ({"rtol": -1e-8}, {"rtol": 0.0, "atol": 0.0}, {"atol": float("nan")}, {"maxiter": 0}):
+        with pytest.raises(ShapeError, match="rtol|maxiter"):
+            LinearSolver("cg", None, **kw)
+    A = sp.identity(3, format="csr")
+    with pytest.raises(ShapeError, match="inf or NaN"):
+        LinearSolver("direct")(A, np.array([1.0, np.nan, 0.0]))
+    with pytest.raises(ShapeError, match="x0"):
+        LinearSolver("cg", None)(A, np.ones(3), x0=np.ones(2))
