@@ -339,28 +339,48 @@ def bilinear(X, geo, dphig, affine, dofs, ncomp, phi, dphi, w, form, c1, c2, GG,
 def block_coloring(dofs, n, B):
     """Greedy colouring of blocks of B consecutive cells so that blocks of one colour share
     no dof. Returns block_order (nblocks,) grouped by colour and color_ptr (ncolors+1,).
-    Colours are tracked as bit masks per dof (at most 64 colours)."""
+
+    The colours around each dof are a bit set of W 64-bit words, W doubled whenever a block
+    needs a colour past the last word, so any numbering gets a colouring: a mesh numbered
+    along a sweep needs a few colours (one word), cells in random order up to one colour
+    per block (parallel assembly then has little to share out, but stays exact)."""
     ne, nbd = dofs.shape
     nblocks = (ne + B - 1) // B
-    mask = np.zeros(n, dtype=np.uint64)
+    W = 1
+    mask = np.zeros((n, W), dtype=np.uint64)
+    forb = np.zeros(W, dtype=np.uint64)
+    full = ~np.uint64(0)
     color = np.empty(nblocks, dtype=np.int64)
     ncolors = 0
     for b in range(nblocks):
-        forb = np.uint64(0)
-        for e in range(b * B, min(ne, (b + 1) * B)):
+        e1 = min(ne, (b + 1) * B)
+        forb[:] = 0
+        for e in range(b * B, e1):
             for i in range(nbd):
-                forb |= mask[dofs[e, i]]
-        c = 0
-        while (forb >> np.uint64(c)) & np.uint64(1):
-            c += 1
-        if c >= 64:
-            raise ValueError("block colouring needs more than 64 colours; renumber the mesh")
+                row = mask[dofs[e, i]]
+                for k in range(W):
+                    forb[k] |= row[k]
+        c = -1
+        for k in range(W):
+            if forb[k] != full:  # the first colour free in this word
+                bit = 0
+                while (forb[k] >> np.uint64(bit)) & np.uint64(1):
+                    bit += 1
+                c = 64 * k + bit
+                break
+        if c < 0:  # every colour of the W words is taken around this block: twice the words
+            grown = np.zeros((n, 2 * W), dtype=np.uint64)
+            grown[:, :W] = mask
+            mask = grown
+            forb = np.zeros(2 * W, dtype=np.uint64)
+            c = 64 * W
+            W *= 2
         color[b] = c
         ncolors = max(ncolors, c + 1)
-        bit = np.uint64(1) << np.uint64(c)
-        for e in range(b * B, min(ne, (b + 1) * B)):
+        word, bit = c // 64, np.uint64(1) << np.uint64(c % 64)
+        for e in range(b * B, e1):
             for i in range(nbd):
-                mask[dofs[e, i]] |= bit
+                mask[dofs[e, i], word] |= bit
     color_ptr = np.zeros(ncolors + 1, dtype=np.int64)
     for b in range(nblocks):
         color_ptr[color[b] + 1] += 1
@@ -378,19 +398,15 @@ def chunk_coloring(dofs, n, nthreads):
     """Colour chunks of consecutive cells as large as the numbering allows: start at
     ne / (8 nthreads) cells and halve (down to _BLOCK) until no colour has fewer chunks than
     threads. A mesh numbered along a sweep (structured, RCM, space-filling curve) gets two
-    colours of long chunks, each walked in order, so that its scatter stays in cache.
+    colours of long chunks, each walked in order, so that its scatter stays in cache; any
+    other numbering ends at chunks of _BLOCK cells in as many colours as it needs.
     Returns (chunk_order, color_ptr, size) as `block_coloring` with blocks of `size` cells."""
     ne = dofs.shape[0]
     size = max(_BLOCK, -(-ne // (8 * nthreads)))
     while True:
-        try:
-            order, ptr = block_coloring(dofs, n, size)
-        except ValueError:  # more than 64 colours: smaller chunks
-            if size <= _BLOCK:
-                raise
-        else:
-            if size <= _BLOCK or np.diff(ptr).min() >= nthreads:
-                return order, ptr, size
+        order, ptr = block_coloring(dofs, n, size)
+        if size <= _BLOCK or np.diff(ptr).min() >= nthreads:
+            return order, ptr, size
         size = max(_BLOCK, size // 2)
 
 

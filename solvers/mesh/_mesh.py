@@ -119,6 +119,32 @@ class Mesh:
         """(ne, dim) float64 vertex averages of the cells."""
         return self.points[self.cells].mean(axis=1)
 
+    # -- numbering ---------------------------------------------------------------
+    def renumbered(self, point_order=None, cell_order=None) -> "Mesh":
+        """The same mesh with points and cells renumbered; regions and boundary facets move
+        with their cells (a boundary row keeps its local facet: cells keep their vertex order).
+
+        point_order (n_points,), cell_order (n_cells,): permutations, new point i = old point
+        point_order[i], new cell j = old cell cell_order[j]. Both None: the sweep of
+        `solvers.mesh.partition.locality_order` (what `read_mesh` applies), which parallel
+        assembly needs to colour cells in few colours; one None: that numbering unchanged."""
+        if point_order is None and cell_order is None:
+            from solvers.mesh.partition import locality_order
+
+            point_order, cell_order = locality_order(self.cells, self.n_points)
+        pord = _permutation(point_order, self.n_points, "point_order")
+        cord = _permutation(cell_order, self.n_cells, "cell_order")
+        new_point = np.empty(self.n_points, dtype=np.int64)
+        new_point[pord] = np.arange(self.n_points)
+        new_cell = np.empty(self.n_cells, dtype=np.int64)
+        new_cell[cord] = np.arange(self.n_cells)
+        boundaries = {}
+        for name, rows in self.boundaries.items():
+            moved = np.stack([new_cell[rows[:, 0]], rows[:, 1]], axis=1)
+            boundaries[name] = moved[np.lexsort((moved[:, 1], moved[:, 0]))]
+        regions = {name: np.sort(new_cell[idx]) for name, idx in self.regions.items()}
+        return Mesh(self.points[pord], new_point[self.cells[cord]], self.cell_type, regions, boundaries)
+
     # -- tags --------------------------------------------------------------------
     def tag_boundary(self, name: str, predicate: Predicate | None = None) -> "Mesh":
         """Tag the boundary facets whose midpoint x (m, dim) satisfies `predicate(x)`
@@ -171,3 +197,21 @@ class Mesh:
         h.update(self.points.tobytes())
         h.update(self.cells.tobytes())
         return h.hexdigest()
+
+
+def _permutation(order, n: int, name: str) -> np.ndarray:
+    """order as (n,) int64 if it is a permutation of range(n), else MeshError naming it."""
+    if order is None:
+        return np.arange(n, dtype=np.int64)
+    order = np.asarray(order)
+    if order.shape != (n,) or not np.issubdtype(order.dtype, np.integer):
+        raise MeshError(f"{name} has shape {order.shape} and dtype {order.dtype}; give ({n},) integers, "
+                        f"a permutation of range({n})")
+    order = order.astype(np.int64)
+    seen = np.zeros(n, dtype=bool)
+    inside = (order >= 0) & (order < n)
+    seen[order[inside]] = True
+    if not inside.all() or not seen.all():
+        raise MeshError(f"{name} is not a permutation of range({n}): it repeats or leaves out "
+                        f"{int(np.flatnonzero(~seen)[0])}; give each index exactly once")
+    return order

@@ -2,9 +2,10 @@
 
 Import keeps the highest-dimensional cells (one cell type), drops trailing coordinates
 that are identically zero (z of planar meshes, y and z of 1D ones) and unused points, turns gmsh physical groups (or meshio cell sets)
-into regions and boundary tags, and runs `check_cells` (which reorients a mesh whose
-cells are all reversed). Export writes what ParaView reads: points and vectors padded
-to 3 components, tensors flattened to 9.
+into regions and boundary tags, runs `check_cells` (which reorients a mesh whose
+cells are all reversed) and renumbers gmsh meshes along a sweep (`Mesh.renumbered`).
+Export writes what ParaView reads: points and vectors padded to 3 components, tensors
+flattened to 9.
 """
 
 from __future__ import annotations
@@ -44,19 +45,20 @@ def read_mesh(path) -> Mesh:
     Physical groups (gmsh) or cell sets (meshio) of the top dimension become
     `mesh.regions`, those of one dimension less `mesh.boundaries` (facets inside the
     domain are left out, with a warning). Quadratic and higher-order cells keep only
-    their vertices: the mesh is the straight-sided one. Raises MeshError for a missing
-    or unreadable file, mixed or unknown top-dimensional cell types (wedges, pyramids,
-    polygons), and bad cells.
+    their vertices: the mesh is the straight-sided one. gmsh meshes are renumbered along a
+    sweep (`Mesh.renumbered`, tags move with their cells): gmsh numbers points and cells in
+    no useful order, and parallel assembly colours a sweep in two colours of long chunks.
+    Other files keep their numbering (fields written with a mesh follow it). Raises
+    MeshError for a missing or unreadable file, mixed or unknown top-dimensional cell types
+    (wedges, pyramids, polygons), and bad cells.
     """
     path = Path(path)
     if not path.is_file():
         where = "is a directory" if path.is_dir() else f"does not exist (cwd {Path.cwd()})"
         raise MeshError(f"mesh file {str(path)!r} {where}; check the path or generate the mesh first")
     if path.suffix.lower() in _GMSH_SUFFIXES:
-        points, cells, cell_type, regions, facet_groups = _read_gmsh(path)
-    else:
-        points, cells, cell_type, regions, facet_groups = _read_meshio(path)
-    return _assemble(path, points, cells, cell_type, regions, facet_groups)
+        return _assemble(path, *_read_gmsh(path)).renumbered()
+    return _assemble(path, *_read_meshio(path))
 
 
 def _read_meshio(path: Path):
