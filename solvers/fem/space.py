@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
@@ -15,6 +16,8 @@ from solvers.fem.elements import FACETS, FACET_TYPE, SIMPLEX, TDIM, Element, ent
 from rom.parallel import world
 from solvers.fem.quadrature import QuadratureRule, gauss
 from solvers.mesh.partition import partition_cells
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # the mesh module imports reference-cell tables from this package
     from solvers.mesh import Mesh
@@ -358,14 +361,25 @@ class Space:
         """(block_order, color_ptr): cell blocks grouped in colours that share no dof, so that
         threads scatter into the CSR data without races (cells sharing a dof share its node)."""
         nodes, colmap, _, _ = self._local_nodes
-        return _kernels.block_coloring(nodes, len(colmap), _kernels._BLOCK)
+        order, ptr = _kernels.block_coloring(nodes, len(colmap), _kernels._BLOCK)
+        self._note_colours(len(ptr) - 1, len(order))
+        return order, ptr
 
     @cached_property
     def chunk_colors(self) -> tuple[np.ndarray, np.ndarray, int]:
         """(chunk_order, color_ptr, size): as block_colors with chunks of `size` consecutive cells,
         as long as the numbering allows (`_kernels.chunk_coloring`)."""
         nodes, colmap, _, _ = self._local_nodes
-        return _kernels.chunk_coloring(nodes, len(colmap), numba.get_num_threads())
+        order, ptr, size = _kernels.chunk_coloring(nodes, len(colmap), numba.get_num_threads())
+        self._note_colours(len(ptr) - 1, len(order))
+        return order, ptr, size
+
+    def _note_colours(self, ncolors: int, nblocks: int) -> None:
+        # a numbering with hardly two blocks per colour is assembled nearly serially
+        if ncolors > 16 and 2 * ncolors > nblocks:
+            log.info("%s: the cell numbering needs %d colours for %d blocks, so assembly runs almost "
+                     "serially; mesh.renumbered() numbers the cells along a sweep (read_mesh does for gmsh)",
+                     self, ncolors, nblocks)
 
     # -- boundaries ---------------------------------------------------------------------------
     def facet_nodes(self, facets: np.ndarray) -> np.ndarray:

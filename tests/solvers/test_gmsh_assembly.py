@@ -114,6 +114,17 @@ def test_colouring_of_gmsh_ordered_cells_takes_more_than_64_colours_and_stays_ex
     assert _colouring_is_valid(V.cell_dofs, V.n_dofs, order, ptr, K._BLOCK) > 64
 
 
+def test_a_space_on_a_poorly_numbered_mesh_says_how_to_renumber(caplog):
+    mesh = _gmsh_mesh("disc", 0.012)
+    for m, says in ((mesh, True), (mesh.renumbered(), False)):
+        caplog.clear()
+        with caplog.at_level("INFO", logger="solvers.fem.space"):
+            V = Space(m, 1, (2,))
+            elasticity(V, LAM, MU)  # block colours
+            diffusion(V)  # chunk colours
+        assert ("mesh.renumbered()" in caplog.text) is says
+
+
 @settings(max_examples=15, deadline=None)
 @given(st.integers(0, 10**6), st.integers(4, 24), st.sampled_from([1, 2]))
 def test_colouring_of_shuffled_cells_never_puts_two_blocks_sharing_a_dof_in_one_colour(seed, block, degree):
