@@ -22,11 +22,10 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from rom.errors import RomError, ShapeError, StoreError
-from rom.h5io import atomic, expect_format, read_array, read_attr, reading
+from rom.h5io import atomic, create_checked, expect_format, read_array, read_attr, reading
 from rom.pod import IncrementalPOD, PODArgumentError, _check_truncation, _subtraction_allowance, pod
 from rom.store import SnapshotStore, _read_mesh_group, _romtk_version, _write_mesh_group, array_hash
 
@@ -130,12 +129,12 @@ class PodBasis:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".partial")
-        with h5py.File(tmp, "w") as f:
+        with create_checked(tmp) as f:  # checksummed metadata: damage is an error, not a hang or a new value
             f.attrs.update({
                 "format": FORMAT, "format_version": FORMAT_VERSION, "romtk_version": _romtk_version(),
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "method": self.method, "tol": np.nan if self.tol is None else float(self.tol),
-                "n_snapshots": self.n_snapshots, "total_energy": float(self.total_energy),
+                "n_snapshots": self.n_snapshots, "total_energy": float(self.total_energy), "n_dofs": self.n_dofs,
                 "source": self.source, "inner_product_hash": self.inner_product_hash,
                 "provenance": json.dumps(self.provenance, sort_keys=True, default=str),
             })
@@ -154,18 +153,20 @@ class PodBasis:
         fix = "recompute it with `rom pod STORE --out BASIS`"
         with reading(path, "romtk basis", fix) as f:
             expect_format(f, FORMAT, "romtk basis", fix, FORMAT_VERSION)
-            modes = read_array(f, "modes", ndim=2, finite=True)
+            n = read_attr(f, "n_dofs", int) if "n_dofs" in f.attrs else None  # absent in older files
+            modes = read_array(f, "modes", shape=(n, None), finite=True)
             N = modes.shape[1]
             sigma = read_array(f, "singular_values", shape=(N,), finite=True)
             err = read_array(f, "projection_error", shape=(N + 1,), finite=True)
             tol = read_attr(f, "tol", float)
             total = read_attr(f, "total_energy", float)
             n_snapshots = read_attr(f, "n_snapshots", int)
-            if np.any(sigma < 0) or np.any(np.diff(sigma) > 0) or not (np.isfinite(total) and total >= 0) \
-                    or n_snapshots < 0:
-                raise StoreError(f"{path}: singular values, total energy or snapshot count are invalid "
-                                 f"(sigma not decreasing and >= 0, or total {total}, n_snapshots {n_snapshots}); "
-                                 f"the basis is damaged: {fix}")
+            # POD keeps positive singular values in decreasing order, whose energy is part of the total
+            if np.any(sigma <= 0) or np.any(np.diff(sigma) > 0) or not np.isfinite(total) \
+                    or np.sum(sigma**2) > total * (1 + 1e-8) or n_snapshots < 0 or np.any(err < 0):
+                raise StoreError(f"{path}: singular values, total energy, projection errors or snapshot count are "
+                                 f"invalid (sigma not positive and decreasing, sum sigma^2 > total energy {total}, "
+                                 f"or n_snapshots {n_snapshots}); the basis is damaged: {fix}")
             try:
                 provenance = json.loads(read_attr(f, "provenance"))
             except ValueError:

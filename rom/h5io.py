@@ -123,11 +123,13 @@ def read_array(group: h5py.Group, name: str, *, ndim: int | None = None, dtype=n
     obj = group[name]
     if not isinstance(obj, h5py.Dataset):
         raise StoreError(f"{where} is a {type(obj).__name__}, expected a dataset; the file is damaged")
-    raw = obj[()]
-    try:
-        arr = np.asarray(raw, dtype=dtype)
-    except (TypeError, ValueError):
-        raise StoreError(f"{where} has dtype {obj.dtype}, expected {np.dtype(dtype)}; the file is damaged") from None
+    want, have = np.dtype(dtype), obj.dtype
+    # the stored type itself (any byte order), or an integer type whose every value the wanted one
+    # holds; a float32 or complex array where float64 is wanted would change the values silently
+    same = have.kind == want.kind and have.itemsize == want.itemsize
+    if not (same or (want.kind in "iu" and have.kind in "iu" and np.can_cast(have, want, "safe"))):
+        raise StoreError(f"{where} has dtype {have}, expected {want}; the file is damaged")
+    arr = np.asarray(obj[()], dtype=want)
     if ndim is not None and arr.ndim != ndim:
         raise StoreError(f"{where} has shape {arr.shape}, expected {ndim} dimensions; the file is damaged")
     if shape is not None and (arr.ndim != len(shape) or any(s is not None and s != n for s, n in zip(shape, arr.shape))):
@@ -177,11 +179,38 @@ def read_group(parent: h5py.Group, name: str) -> h5py.Group:
     return obj
 
 
-def create_checked(path) -> h5py.File:
-    """A new HDF5 file for writing whose metadata carry checksums (HDF5's latest format: version-2
-    object headers), so a damaged header is an error on reading rather than a changed value.
-    Use it with `put` for the data and `text` for string attributes."""
-    return h5py.File(path, "w", libver="latest")
+_COMPACT_ATTRIBUTES = 256
+
+
+@contextlib.contextmanager
+def create_checked(path, *, reopened: bool = False) -> Iterator[h5py.File]:
+    """A new HDF5 file for writing whose metadata carry checksums (version-2 superblock and object
+    headers), so that damaged metadata is an error on reading rather than a changed value
+    or a hang. Text attributes are rewritten as fixed-length UTF-8 on closing: HDF5 keeps
+    variable-length strings in a global heap without checksum, and zeroed bytes there made reads
+    of HDF5 2.0 loop forever. Use `put` for datasets that should carry a checksum of their values.
+    """
+    fcpl = h5py.h5p.create(h5py.h5p.FILE_CREATE)
+    # attributes stay in their object's checksummed header (HDF5 moves more than 8 into a dense heap)
+    fcpl.set_attr_phase_change(_COMPACT_ATTRIBUTES, _COMPACT_ATTRIBUTES - 1)
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    # the latest format also checksums the index of chunked datasets (1.8's B-tree has none, and a
+    # zeroed chunk address read back as fill values); a file reopened for writing (a store) takes
+    # the 1.8 format, whose superblock has no "open for write" flag: with it, a store whose writer
+    # was killed could not be reopened
+    ver = h5py.h5f.LIBVER_V18 if reopened else h5py.h5f.LIBVER_LATEST
+    fapl.set_libver_bounds(ver, ver)
+    f = h5py.File(h5py.h5f.create(str(path).encode(), h5py.h5f.ACC_TRUNC, fapl=fapl, fcpl=fcpl))
+    try:
+        yield f
+        objects = [f]
+        f.visit(lambda name: objects.append(f[name]))
+        for obj in objects:
+            for key, value in list(obj.attrs.items()):
+                if isinstance(value, str):
+                    obj.attrs[key] = text(value)
+    finally:
+        f.close()
 
 
 def put(group: h5py.Group, name: str, data) -> h5py.Dataset:

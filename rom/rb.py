@@ -15,7 +15,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as sla
@@ -23,7 +22,7 @@ import scipy.sparse.linalg as sla
 from rom import _rb_kernels as K
 from rom.eim import eim
 from rom.errors import ShapeError, SingularSystemError, StoreError
-from rom.h5io import expect_format, read_array, reading
+from rom.h5io import atomic, create_checked, expect_format, read_array, reading
 from rom.parallel import Comm, world
 from rom.parameters import check_mu
 from rom.reduced import ESTIMATORS, ReducedModel, residual_norm_from, stability_from
@@ -509,17 +508,13 @@ def greedy(reductor: Reductor, training, *, tol: float = 1e-6, max_size: int = 5
 
 
 def _save_checkpoint(red: Reductor, history: list, path) -> None:
-    import os
-
-    tmp = str(path) + ".tmp"
-    with h5py.File(tmp, "w") as h:
+    with atomic(path) as tmp, create_checked(tmp) as h:
         h.attrs["format"] = "romtk.greedy/1"
         h["basis"] = red.V
         h["index"] = np.array([e["index"] for e in history], dtype=np.int64)
         h["mu"] = np.array([e["mu"] for e in history])
         h["max_estimate"] = np.array([e["max_estimate"] for e in history])
         h["seconds"] = np.array([e["seconds"] for e in history])
-    os.replace(tmp, path)
 
 
 def _resume(red: Reductor, path) -> list:
@@ -532,8 +527,10 @@ def _resume(red: Reductor, path) -> list:
         mu = read_array(h, "mu", shape=(k, None), finite=True)
         est = read_array(h, "max_estimate", shape=(k,))
         secs = read_array(h, "seconds", shape=(k,), finite=True)
-    if np.any(index < 0) or np.any(np.isinf(est)):
-        raise StoreError(f"{path}: negative training indices or infinite estimates; the checkpoint is damaged: {fix}")
+    # only the last estimate may be pending (NaN): it is computed after the checkpoint is written
+    if np.any(index < 0) or not np.all(np.isfinite(est[:-1])) or np.any(np.isinf(est)) or np.any(est < 0):
+        raise StoreError(f"{path}: negative training indices or estimates, or a missing estimate before the last; "
+                         f"the checkpoint is damaged: {fix}")
     hist = [{"N": j + 1, "index": int(i), "mu": list(m), "max_estimate": float(e), "seconds": float(t)}
             for j, (i, m, e, t) in enumerate(zip(index, mu, est, secs))]
     if red.size:

@@ -26,11 +26,13 @@ import numpy as np
 from rom import _rb_kernels as K
 from rom import coefficients
 from rom.errors import ParameterError, RomError, ShapeError, StoreError
-from rom.h5io import atomic, create_checked, expect_format, put, read_array, read_attr, read_group, reading, text
+from rom.h5io import (atomic, create_checked, expect_format, format_of, put, read_array, read_attr, read_group, reading,
+                      text)
 from rom.parameters import check_mu
 from rom.scm import SCMBound
 
-FORMAT = "romtk.ReducedModel/1"
+FORMAT = "romtk.ReducedModel/2"  # 2: parameter names, basis size and checksums; 1 is still read
+_FORMAT_1 = "romtk.ReducedModel/1"
 ESTIMATORS = ("gram", "orthonormalized", "eim")
 # Safety rule of the bounds (docs/methods/rb.md): the residual's round-off floor RESIDUAL_ULPS eps ||f||_X'
 # is added to ||r||, and OUTPUT_ULPS eps |s_N| to output bounds
@@ -156,7 +158,9 @@ class ReducedModel:
             with reading(self.path, "reduced model", "save it again with ReducedModel.save(path, basis=True)") as h:
                 if "basis" not in h:
                     raise StoreError(f"{self.path} holds no basis; save(path, basis=True) to reconstruct fields")
-                V = read_array(h["basis"], "V", ndim=2, finite=True)
+                b = h["basis"]
+                n = read_attr(b, "n_dofs", int) if format_of(h) != _FORMAT_1 else None
+                V = read_array(b, "V", shape=(n, None), finite=True)
                 if V.shape[1] != self.size:
                     raise StoreError(f"{self.path}:/basis/V has shape {V.shape}, expected (n, {self.size}); "
                                      "the file is damaged: save it again with ReducedModel.save(path, basis=True)")
@@ -190,7 +194,9 @@ class ReducedModel:
                     else:
                         put(s, k, v)
             if basis and V is not None:
-                put(h.create_group("basis"), "V", V)
+                b = h.create_group("basis")
+                b.attrs["n_dofs"] = V.shape[0]
+                put(b, "V", V)
         self.path = str(path)
 
     @classmethod
@@ -201,7 +207,9 @@ class ReducedModel:
         functions are parsed as data; a damaged or foreign file raises StoreError."""
         fix = "write it again with ReducedModel.save (or rerun the reduction)"
         with reading(path, "reduced model", fix) as h:
-            expect_format(h, FORMAT, "romtk reduced model", "write it with ReducedModel.save")
+            version_1 = format_of(h) == _FORMAT_1
+            if not version_1:
+                expect_format(h, FORMAT, "romtk reduced model", "write it with ReducedModel.save")
             g = read_group(h, "online")
             where = f"{path}:/online"
             theta = tuple(read_attr(g, "theta").split("\n"))
@@ -225,7 +233,7 @@ class ReducedModel:
                 raise StoreError(f"{where}/outputs has shape {outputs.shape}, expected (L, {N}): {fix}")
             norms = read_array(g, "output_dual_norms", shape=(L,), finite=True)
             compliant = read_array(g, "compliant", shape=(L,), dtype=np.int8).astype(bool)
-            names = _names(g, p, where)
+            names = _names(g, p, where, required=not version_1)
             estimator = _check_group(_read_group(g, "estimator"), "method", _ESTIMATOR_DATA, P + Q * N,
                                      f"{where}/estimator", fix)
             stability = _check_group(_read_group(g, "stability"), "kind", _STABILITY_DATA, Q, f"{where}/stability", fix)
@@ -237,9 +245,9 @@ class ReducedModel:
                 raise StoreError(f"{path} is an inconsistent reduced model ({exc}): {fix}") from None
 
 
-def _names(g: h5py.Group, p: int, where: str) -> tuple:
-    """The parameter names (p,) of the online group; mu0.. for files written before names were stored."""
-    if "names" not in g.attrs:
+def _names(g: h5py.Group, p: int, where: str, required: bool) -> tuple:
+    """The parameter names (p,) of the online group; mu0.. for version-1 files, which have none."""
+    if not required and "names" not in g.attrs:
         return tuple(f"mu{i}" for i in range(p))
     try:
         names = json.loads(read_attr(g, "names"))

@@ -28,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from rom.errors import RomError, ShapeError, StoreError
-from rom.h5io import _DAMAGE, atomic, expect_format, guarded, read_array, read_attr, read_group
+from rom.h5io import _DAMAGE, atomic, create_checked, expect_format, guarded, read_array, read_attr, read_group
 
 __all__ = ["SnapshotStore", "FORMAT", "FORMAT_VERSION", "array_hash", "MISSING", "DONE", "FAILED"]
 
@@ -199,6 +199,11 @@ class SnapshotStore:
         if self._status.shape != (m,) or self._messages.shape != (m, _MESSAGE_BYTES):
             raise StoreError(f"{where} status {self._status.shape} / failures {self._messages.shape} do not match "
                              f"the {m} parameters; the store is damaged: {_FIX}")
+        for name in ("case", "options", "mesh_hash", "created", "romtk_version"):  # provenance, always written
+            read_attr(f, name)
+        if not isinstance(json.loads(read_attr(f, "options")), dict):
+            raise StoreError(f"{where}@options is not a JSON object; the store is damaged: {_FIX}")
+        read_attr(read_group(f, "inner_product"), "rebuild")
         self.parameters = read_array(f["parameters"], "values", ndim=2, finite=True)
         if m == 0:
             raise StoreError(f"{where}/parameters/values is empty; the store is damaged: {_FIX}")
@@ -247,7 +252,7 @@ class SnapshotStore:
             if M.shape != (n_dofs, n_dofs):
                 raise ShapeError(f"inner_product has shape {M.shape}; expected ({n_dofs}, {n_dofs})")
         m = P.shape[0]
-        with atomic(path) as tmp, h5py.File(tmp, "w") as f:
+        with atomic(path) as tmp, create_checked(tmp, reopened=True) as f:  # checksummed metadata (rom.h5io)
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["romtk_version"] = _romtk_version()
@@ -389,8 +394,12 @@ class SnapshotStore:
     def inner_product(self) -> sp.csr_matrix | None:
         """The stored inner-product matrix, or None (see `inner_product_rebuild`)."""
         g = read_group(self._f, "inner_product")
-        if "data" not in g:
+        parts = [k in g for k in ("data", "indices", "indptr")] + ["shape" in g.attrs]
+        if not any(parts):
             return None
+        if not all(parts):
+            raise StoreError(f"{self.path}:/inner_product lacks some of data, indices, indptr and shape; the store is "
+                             f"damaged: {_FIX}")
         shape = tuple(np.asarray(g.attrs["shape"], dtype=np.int64).tolist())
         M = sp.csr_matrix((read_array(g, "data", ndim=1, finite=True), read_array(g, "indices", ndim=1, dtype=np.int64),
                            read_array(g, "indptr", ndim=1, dtype=np.int64)), shape=shape)
@@ -499,9 +508,11 @@ class SnapshotStore:
             sel = slice(int(idx[0]), int(idx[-1]) + 1)
         else:
             sel = idx.tolist()
-        if self.n_steps:
-            return ds[sel, :, rows]
-        return ds[sel, rows]
+        data = ds[sel, :, rows] if self.n_steps else ds[sel, rows]
+        if not np.all(np.isfinite(data)):  # the writer refuses NaN and Inf: these are damaged bytes
+            raise StoreError(f"{self.path}:/fields/{field} holds NaN or Inf in snapshots marked done; the store is "
+                             f"damaged: {_FIX}")
+        return data
 
     def _done_indices(self, indices) -> np.ndarray:
         done = np.flatnonzero(self.done)

@@ -87,6 +87,7 @@ def write_gp(g: h5py.Group, gp: GaussianProcess) -> None:
                         ("x_std", gp._x_std), ("y_mean", gp._y_mean), ("y_std", gp._y_std)):
         put(g, name, value)
     write_kernel(g.create_group("kernel"), gp.kernel_)
+    put(g, "theta", gp.kernel_.theta)  # the hyperparameters again: the kernel read back must give them
 
 
 def read_gp(g: h5py.Group) -> GaussianProcess:
@@ -105,7 +106,11 @@ def read_gp(g: h5py.Group) -> GaussianProcess:
     if np.any(x_std <= 0) or np.any(y_std <= 0) or not (np.isfinite(alpha) and alpha >= 0) or single not in (0, 1) \
             or (single and t != 1):
         raise StoreError(f"{where}: the scales, noise or output count are invalid; the file is damaged")
-    gp = GaussianProcess(read_kernel(read_group(g, "kernel")), alpha=alpha, optimizer=None)
+    kernel = read_kernel(read_group(g, "kernel"))
+    theta = read_array(g, "theta", ndim=1, finite=True)
+    if kernel.theta.shape != theta.shape or not np.array_equal(kernel.theta, theta):
+        raise StoreError(f"{where}/kernel does not give the stored hyperparameters {where}/theta; the file is damaged")
+    gp = GaussianProcess(kernel, alpha=alpha, optimizer=None)
     gp.estimators_, gp._dim, gp._single = None, dim, bool(single)
     gp._x_mean, gp._x_std = read_array(g, "x_mean", shape=(dim,), finite=True), x_std
     gp._y_mean, gp._y_std = read_array(g, "y_mean", shape=(t,), finite=True), y_std

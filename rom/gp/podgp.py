@@ -25,7 +25,7 @@ from rom.gp._io import read_gp, write_gp
 from rom.gp._validate import check_fitted, check_X
 from rom.gp.exact import GaussianProcess
 from rom.gp.kernels import Matern52, Scaled, White
-from rom.h5io import atomic, create_checked, expect_format, put, read_array, read_group, reading, text
+from rom.h5io import atomic, create_checked, expect_format, put, read_array, read_attr, read_group, reading, text
 from rom.pod import pod
 
 FORMAT = "romtk.PodGP"
@@ -90,6 +90,7 @@ class PodGP:
         with atomic(path) as tmp, create_checked(tmp) as f:
             f.attrs["format"] = text(FORMAT)
             f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["n_dofs"] = self.modes_.shape[0]
             put(f, "modes", self.modes_)
             put(f, "singular_values", self.singular_values_)
             put(f, "coefficients", self.coefficients_)
@@ -103,7 +104,7 @@ class PodGP:
         with reading(path, "PodGP file", fix) as f:
             expect_format(f, FORMAT, "PodGP file", "write it with PodGP.save", FORMAT_VERSION)
             m = cls()
-            m.modes_ = read_array(f, "modes", ndim=2, finite=True)
+            m.modes_ = read_array(f, "modes", shape=(read_attr(f, "n_dofs", int), None), finite=True)
             N = m.modes_.shape[1]
             m.singular_values_ = read_array(f, "singular_values", ndim=1, finite=True)
             try:

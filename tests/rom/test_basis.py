@@ -76,7 +76,8 @@ def test_weighted_streaming_equals_batch_and_is_m_orthonormal(tmp_path):
        seed=st.integers(0, 2**31 - 1))
 def test_save_load_round_trip(tmp_path_factory, n, k, tol, seed):
     rng = np.random.default_rng(seed)
-    b = PodBasis(rng.standard_normal((n, k)), np.sort(rng.uniform(0.1, 2, k))[::-1], 5.0,
+    sigma = np.sort(rng.uniform(0.1, 2, k))[::-1]  # the load checks sum sigma^2 <= total energy
+    b = PodBasis(rng.standard_normal((n, k)), sigma, float(sigma @ sigma) + 5.0,
                  rng.uniform(0, 1, k + 1), 11, "svd", tol, "x.h5", "abc", None, {"case": "t", "n": n})
     path = tmp_path_factory.mktemp("rt") / "b.h5"
     c = PodBasis.load(b.save(path))

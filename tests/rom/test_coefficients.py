@@ -104,6 +104,12 @@ def test_names_round_trip_and_default(tmp_path):
     assert ReducedModel(**kw).names == ("mu0", "mu1")
     ReducedModel(**kw, names=("kappa", "b")).save(tmp_path / "m.h5")
     assert ReducedModel.load(tmp_path / "m.h5").names == ("kappa", "b")
+    with h5py.File(tmp_path / "m.h5", "r+") as h:  # a file of format 1, which had no names
+        h.attrs["format"] = "romtk.ReducedModel/1"
+        del h["online"].attrs["names"]
+    old = ReducedModel.load(tmp_path / "m.h5")
+    assert old.names == ("mu0", "mu1")
+    np.testing.assert_allclose(old.solve([1.5, 1.25]), np.full(2, 1 / 1.25))
     with pytest.raises(ParameterError, match="mu\\[1\\]"):
         ReducedModel(**dict(kw, lower=np.array([1.0]), upper=np.array([2.0])))
 

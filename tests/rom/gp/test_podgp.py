@@ -115,7 +115,7 @@ def test_a_pickled_payload_is_refused_and_not_run(tmp_path):
     with pytest.raises(StoreError, match="not a PodGP"):
         PodGP.load(tmp_path / "old.h5")
     with h5py.File(tmp_path / "old.h5", "r+") as f:  # even under the new format marker
-        f.attrs["format"], f.attrs["format_version"] = "romtk.PodGP", 1
+        f.attrs["format"], f.attrs["format_version"], f.attrs["n_dofs"] = "romtk.PodGP", 1, 3
     with pytest.raises(StoreError, match="/gp"):
         PodGP.load(tmp_path / "old.h5")
     assert not _Exploit.marker.exists()
