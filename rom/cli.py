@@ -342,6 +342,13 @@ def _describe_romtk(path: Path, fmt: str) -> list[str]:
                 f"{m.outputs.shape[0]} outputs",
                 f"  parameters {', '.join(m.names)} in [{m.lower}, {m.upper}]; estimator {m.estimator['method']}, "
                 f"stability {m.stability['kind']}"]
+    if fmt == "romtk.greedy/1":
+        from rom.rb import read_checkpoint
+
+        V, hist = read_checkpoint(path)
+        last = hist[-1]["max_estimate"] if hist else float("nan")
+        return [f"romtk greedy checkpoint: N = {V.shape[1]} basis functions of {V.shape[0]} dofs, "
+                f"last max estimate {last:.3e}"]
     if fmt == "romtk.PodGP":
         from rom.gp.podgp import PodGP
 

@@ -518,6 +518,19 @@ def _save_checkpoint(red: Reductor, history: list, path) -> None:
 
 
 def _resume(red: Reductor, path) -> list:
+    V, hist = read_checkpoint(path)
+    if red.size:
+        raise StoreError("resume needs an empty Reductor; build a fresh one for the checkpoint")
+    if V.shape[0] != red.V.shape[0]:
+        raise StoreError(f"checkpoint {path} has fields of size {V.shape[0]}, this problem {red.V.shape[0]}; "
+                         "remove it or use the matching problem")
+    red.extend(V)
+    log.info("greedy: resumed from %s with N=%d", path, red.size)
+    return hist
+
+
+def read_checkpoint(path) -> tuple[np.ndarray, list]:
+    """The basis (n, N) and history (N entries) of a greedy checkpoint; StoreError when damaged."""
     fix = "remove it to start afresh"
     with reading(path, "romtk greedy checkpoint", fix) as h:
         expect_format(h, "romtk.greedy/1", "romtk greedy checkpoint", f"{fix}, or pass another checkpoint path")
@@ -533,14 +546,7 @@ def _resume(red: Reductor, path) -> list:
                          f"the checkpoint is damaged: {fix}")
     hist = [{"N": j + 1, "index": int(i), "mu": list(m), "max_estimate": float(e), "seconds": float(t)}
             for j, (i, m, e, t) in enumerate(zip(index, mu, est, secs))]
-    if red.size:
-        raise StoreError("resume needs an empty Reductor; build a fresh one for the checkpoint")
-    if V.shape[0] != red.V.shape[0]:
-        raise StoreError(f"checkpoint {path} has fields of size {V.shape[0]}, this problem {red.V.shape[0]}; "
-                         "remove it or use the matching problem")
-    red.extend(V)
-    log.info("greedy: resumed from %s with N=%d", path, red.size)
-    return hist
+    return V, hist
 
 
 def plot_convergence(history: list, path, scale: float = 1.0) -> None:

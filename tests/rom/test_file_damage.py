@@ -17,6 +17,7 @@ from __future__ import annotations
 import faulthandler
 import shutil
 import signal
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,7 +190,8 @@ def _alarm(signum, frame):
 def _outcome(kind: Kind, path: Path):
     """('ok', result) or ('error', exception); any other exception or a hang fails the test."""
     old = signal.signal(signal.SIGALRM, _alarm)
-    faulthandler.dump_traceback_later(10 * TIME_LIMIT_S, exit=True)  # a hang inside C code ends the run
+    # a hang inside HDF5's C code, which the alarm cannot interrupt, ends the run with a traceback
+    faulthandler.dump_traceback_later(10 * TIME_LIMIT_S, exit=True, file=sys.__stderr__)
     signal.alarm(TIME_LIMIT_S)
     try:
         return "ok", kind.read(path)
@@ -337,7 +339,6 @@ def test_reduced_model_missing_operators_is_a_store_error(kinds, tmp_path):
 def test_rom_info_shows_the_progress_of_a_store_another_process_is_writing(kinds, tmp_path, capsys):
     """The writer holds the file open (and locked) for writing; info opens it without the lock."""
     import subprocess
-    import sys
 
     path = tmp_path / "store.h5"
     shutil.copyfile(kinds["store"].path, path)
@@ -352,3 +353,24 @@ def test_rom_info_shows_the_progress_of_a_store_another_process_is_writing(kinds
     finally:
         writer.stdin.close()
         writer.wait(timeout=30)
+
+
+def _info(kind: Kind, path: Path):
+    """`rom info` on a damaged file: it describes it (0) or reports a RomError (1)."""
+    status = cli.main(["info", str(path)])
+    assert status in (0, 1)
+    return status
+
+
+@pytest.mark.parametrize("name", list(_WRITERS))
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(how=damage)
+def test_rom_info_on_a_damaged_file_describes_it_or_says_what_is_wrong(kinds, name, how, capsys):
+    kind = kinds[name]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / kind.path.name
+        shutil.copyfile(kind.path, path)
+        _APPLY[how[0]](path, *how[1:])
+        _outcome(Kind(name, path, lambda p: _info(kind, p), None, kind.checksummed), path)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
