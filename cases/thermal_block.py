@@ -83,7 +83,7 @@ def main(argv=None) -> dict:
                                                              for j in range(b2) for i in range(b1)])
     rows, goals = [figures], [report.goal("relative_residual", figures["relative_residual"], "<=", 1e-8)]
     if not args.no_rom and V.comm.size == 1:  # the reductor works on serial FOM data
-        with threadpool_limits(1, user_api="blas"):  # small dense products: 2.4x less CPU time (docs/cases)
+        with threadpool_limits(1, user_api="blas"):  # small dense products: ~2x less CPU time (docs/cases)
             reduced_basis(problem, args, rows, goals)
     if args.json:  # DESIGN.md's shape, with the machine's measured GEMM rate and bandwidth
         sys.path.insert(0, str(Path(__file__).resolve().parent / "benchmarks"))
@@ -115,7 +115,7 @@ def reduced_basis(problem: ThermalBlock, args, rows: list, goals: list) -> None:
     model = ReducedModel.load(args.out / "reduced_model.h5")
     truth, fom_seconds = report.solve_all(problem.solve, test)  # the case's own FOM solver, not the reductor's
     sizes = [*range(10, model.size, 10), model.size]
-    table = [report.certify(red.model(N, estimator=args.estimator), test, truth, X) for N in sizes[:-1]]
+    table = [report.certify(red.model(N, args.estimator, train), test, truth, X) for N in sizes[:-1]]
     table.append(report.certify(model, test, truth, X, energy=problem.matrix, repeats=3,
                                 outputs=[problem.output(u) for u in truth.T]))
     spent = np.cumsum([h["seconds"] for h in res.history])
