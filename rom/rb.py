@@ -68,11 +68,14 @@ class Reductor:
     outputs: (L, n) functionals l (an output equal to the single constant load is compliant);
     stability: "min_theta" (needs theta_q(mu) > 0 and A_q SPSD: the caller asserts it),
     "scm" (successive constraint method on `scm_training`), or "constant" with `alpha`;
-    mu_bar: reference parameter of min-theta (default: the upper corner of the box).
+    mu_bar: reference parameter of min-theta (default: the upper corner of the box);
+    names: (p,) parameter names, carried into the reduced model and its error messages
+    (default mu0, mu1, ...).
     """
 
     def __init__(self, affine, inner_product, lower, upper, *, outputs=None, stability: str = "min_theta",
-                 mu_bar=None, scm_training=None, scm_tol: float = 0.5, alpha: float | None = None):
+                 mu_bar=None, scm_training=None, scm_tol: float = 0.5, alpha: float | None = None,
+                 names=None):
         given = [sp.csr_matrix(A) for A in affine.operators]
         # the products A_q xi and A_q^T xi skip stored zeros (an operator assembled on the whole
         # pattern but living on one subdomain, a Dirichlet identity term); A(mu) keeps the pattern
@@ -93,6 +96,11 @@ class Reductor:
         self.upper = np.asarray(upper, dtype=float).ravel()
         if self.lower.shape != self.upper.shape or (self.lower > self.upper).any():
             raise ShapeError(f"lower {self.lower} and upper {self.upper} must be (p,) with lower <= upper")
+        p = self.lower.size
+        self.names = tuple(f"mu{i}" for i in range(p)) if names is None else tuple(str(n) for n in names)
+        if len(self.names) != p:
+            raise ShapeError(f"names has {len(self.names)} entries for a {p}-parameter box; give one name per "
+                             "parameter or none")
         self.X = sp.csr_matrix(X)
         self._Xlu = _symmetric_lu(self.X, "inner_product")   # one factorization, every Riesz representer
         self._pattern, self._op_data = _common_pattern(given)
@@ -299,11 +307,12 @@ class Reductor:
             theta_f=self.theta_f_s, lower=self.lower, upper=self.upper,
             estimator=self.estimator_data(N, estimator, eim_training), stability=dict(self.stability),
             outputs=self.red_out[:, :N].copy(), output_dual_norms=self.output_dual_norms.copy(),
-            compliant=self.compliant.copy(), basis=self.V[:, :N].copy() if keep_basis else None)
+            compliant=self.compliant.copy(), basis=self.V[:, :N].copy() if keep_basis else None,
+            names=self.names)
 
     def check_parameters(self, mu, name="training") -> np.ndarray:
         """Parameters (m, p) (or one (p,)) inside the box, by `rom.parameters.check_mu`."""
-        return check_mu(mu, self.lower, self.upper, getattr(self, "names", None), argument=name)[0]
+        return check_mu(mu, self.lower, self.upper, self.names, argument=name)[0]
 
     def fom_solve(self, mu) -> np.ndarray:
         """FOM solution (n,) at mu. When the operators live on subdomains that meet on a small

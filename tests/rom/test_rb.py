@@ -6,6 +6,7 @@ is vectorized, checkpoints and resumes."""
 from __future__ import annotations
 
 import functools
+import re
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from rom import _rb_kernels as K
 from rom.errors import ParameterError, ShapeError, StoreError
 from rom.rb import Reductor, greedy
+from rom.reduced import ReducedModel
 from solvers.fem import Space, diffusion, load
 from solvers.fem.bc import DirichletBC
 from solvers.mesh import interval, rectangle
@@ -375,3 +377,22 @@ def test_condensed_fom_solve_equals_the_sparse_lu_solve():
     el, aff = elasticity_problem()
     assert _Condensation.build([A.tocsr() for A in [aff.operators[0] + aff.operators[1]] * 2],
                                np.stack(aff.rhs, axis=1)) is None
+
+
+def test_parameter_names_reach_the_model_its_file_and_its_messages(tmp_path):
+    tb = ThermalBlock((2, 2), n=6)
+    box = tb.parameter_space
+    names = box.flat_names() if callable(getattr(box, "flat_names", None)) else list(box.names)
+    with pytest.raises(ShapeError, match="names"):
+        Reductor(tb.affine, tb.inner_product, box.lower, box.upper, names=names[:-1])
+    red = Reductor(tb.affine, tb.inner_product, box.lower, box.upper, names=names)
+    red.extend(tb.solve(np.full(box.dim, 0.5 * (box.lower + box.upper))))
+    model = red.model()
+    assert model.names == tuple(names)
+    model.save(tmp_path / "m.h5")
+    loaded = ReducedModel.load(tmp_path / "m.h5")
+    assert loaded.names == tuple(names)
+    bad = 0.5 * (box.lower + box.upper)
+    bad[2] = box.upper[2] * 10
+    with pytest.raises(ParameterError, match=rf"mu\[0, 2\] \({re.escape(names[2])}\)"):
+        loaded.solve(bad[None, :])
