@@ -40,6 +40,8 @@ _REASONS = {int(getattr(PETSc.KSP.ConvergedReason, k)): k for k in dir(PETSc.KSP
 # petsc4py and DIVERGED_PC_FAILED in newer
 _PC_FAILED = int(getattr(PETSc.KSP.ConvergedReason, "DIVERGED_PC_FAILED",
                          getattr(PETSc.KSP.ConvergedReason, "DIVERGED_PCSETUP_FAILED", -11)))
+# the iteration limit: -3, DIVERGED_MAX_IT in petsc4py 3.26, DIVERGED_ITS before
+_MAX_IT = int(getattr(PETSc.KSP.ConvergedReason, "DIVERGED_MAX_IT", getattr(PETSc.KSP.ConvergedReason, "DIVERGED_ITS", -3)))
 
 # GAMG options set before petsc_options and the command line (which override them); figures
 # in docs/parallel.md. What matters most is the block size (LinearSolver(block_size=...)): GAMG
@@ -309,6 +311,6 @@ class PetscBackend:
             raise SingularSystemError(singular_message(
                 f"the factorization ({ksp.getPC().getType()}) failed: a zero pivot", self.A, start=o._start,
                 comm=self.comm, near_nullspace=o.near_nullspace))
-        if reason == PETSc.KSP.ConvergedReason.DIVERGED_ITS:
+        if reason == _MAX_IT:
             return x, its, hist, f"reached maxiter={maxiter}"
         return x, its, hist, f"diverged (KSP reason {_REASONS.get(reason, reason)})"
