@@ -20,6 +20,7 @@ import functools
 import hashlib
 import inspect
 import json
+import zlib
 from pathlib import Path
 from typing import Iterator, Mapping
 
@@ -36,6 +37,43 @@ FORMAT = "romtk.snapshots"
 FORMAT_VERSION = 1
 MISSING, DONE, FAILED = 0, 1, 2
 _MESSAGE_BYTES = 512  # failure messages are stored as fixed-size bytes (raw data, crash-safe)
+_CHECK_BLOCK = 1 << 16  # values per checksum (512 KB): crc32 of each block, verified on every read
+
+
+def _crc_blocks(v: np.ndarray, block: int = _CHECK_BLOCK) -> np.ndarray:
+    """crc32 of each run of `block` values along the last axis of v (..., n): (..., ceil(n/block)) uint32.
+
+    One zlib call per 512 KB buffer (rows are snapshots or time steps, never dofs): zlib runs at
+    memory speed, a compiled loop of our own would not."""
+    v = np.ascontiguousarray(v, dtype=np.float64)
+    n = v.shape[-1]
+    flat = v.reshape(-1, n)
+    nb = -(-n // block)
+    out = np.empty((flat.shape[0], nb), dtype=np.uint32)
+    for r in range(flat.shape[0]):
+        row = flat[r]
+        for b in range(nb):
+            out[r, b] = zlib.crc32(row[b * block:(b + 1) * block])
+    return out.reshape(v.shape[:-1] + (nb,))
+
+
+def _sealed(group: h5py.Group, name: str, data) -> h5py.Dataset:
+    """group[name] = data, written once at creation, with the crc32 of its bytes as attribute."""
+    arr = np.ascontiguousarray(data)
+    ds = group.create_dataset(name, data=arr)
+    ds.attrs["crc32"] = np.uint32(zlib.crc32(arr))
+    return ds
+
+
+def _unsealed(group: h5py.Group, name: str, **check) -> np.ndarray:
+    """`read_array(group, name, **check)`, verified against the crc32 written by `_sealed` (stores
+    written before it have none). A mismatch is damage: StoreError naming the dataset."""
+    arr = read_array(group, name, **check)
+    crc = group[name].attrs.get("crc32")
+    if crc is not None and int(np.asarray(crc).item()) != zlib.crc32(np.ascontiguousarray(arr)):
+        raise StoreError(f"{group.file.filename}:{group.name.rstrip('/')}/{name} does not match its checksum; the store "
+                         f"is damaged: {_FIX}")
+    return arr
 
 
 def array_hash(*arrays) -> str:
@@ -86,12 +124,12 @@ def _preallocated(group: h5py.Group, name: str, shape: tuple, dtype) -> h5py.Dat
 def _write_mesh_group(f: h5py.File, mesh) -> None:
     """The optional "mesh" group: points, cells, cell_type, regions/<name> (cell indices)."""
     g = f.create_group("mesh")
-    g.create_dataset("points", data=np.asarray(mesh.points, dtype=np.float64))
-    g.create_dataset("cells", data=np.asarray(mesh.cells, dtype=np.int64))
+    _sealed(g, "points", np.asarray(mesh.points, dtype=np.float64))
+    _sealed(g, "cells", np.asarray(mesh.cells, dtype=np.int64))
     g.attrs["cell_type"] = mesh.cell_type
     r = g.create_group("regions")
     for name, cells in getattr(mesh, "regions", {}).items():
-        r.create_dataset(name, data=np.asarray(cells, dtype=np.int64))
+        _sealed(r, name, np.asarray(cells, dtype=np.int64))
 
 
 _FIX = "regenerate it (rom snapshots) or give another store"
@@ -133,9 +171,9 @@ def _read_mesh_group(f: h5py.File):
     regions = None
     if "regions" in g:
         r = read_group(g, "regions")
-        regions = {k: read_array(r, k, ndim=1, dtype=np.int64) for k in r}
+        regions = {k: _unsealed(r, k, ndim=1, dtype=np.int64) for k in r}
     try:
-        return Mesh(read_array(g, "points", ndim=2, finite=True), read_array(g, "cells", ndim=2, dtype=np.int64),
+        return Mesh(_unsealed(g, "points", ndim=2, finite=True), _unsealed(g, "cells", ndim=2, dtype=np.int64),
                     read_attr(g, "cell_type"), regions=regions)
     except RomError as exc:
         raise StoreError(f"{f.filename}:/mesh holds an invalid mesh ({exc}); the file is damaged: regenerate it") \
@@ -196,6 +234,18 @@ class SnapshotStore:
             if ds.shape != shape:
                 raise StoreError(f"{where}/fields/{name} has shape {ds.shape}, expected {shape}; the store is damaged: "
                                  f"{_FIX}")
+        self._check = None  # stores written before checksums existed are read unverified
+        if "checksums" in f:
+            cg = read_group(f, "checksums")
+            self._check = read_attr(cg, "block", int)
+            if self._check < 1:
+                raise StoreError(f"{where}/checksums@block = {self._check}; the store is damaged: {_FIX}")
+            want = shape[:-1] + (-(-self.n_dofs // self._check),)
+            for name in self.fields:
+                ds = _dataset(f, f"checksums/{name}", np.uint32, len(want))
+                if ds.shape != want:
+                    raise StoreError(f"{where}/checksums/{name} has shape {ds.shape}, expected {want}; the store is "
+                                     f"damaged: {_FIX}")
         if self._status.shape != (m,) or self._messages.shape != (m, _MESSAGE_BYTES):
             raise StoreError(f"{where} status {self._status.shape} / failures {self._messages.shape} do not match "
                              f"the {m} parameters; the store is damaged: {_FIX}")
@@ -204,7 +254,7 @@ class SnapshotStore:
         if not isinstance(json.loads(read_attr(f, "options")), dict):
             raise StoreError(f"{where}@options is not a JSON object; the store is damaged: {_FIX}")
         read_attr(read_group(f, "inner_product"), "rebuild")
-        self.parameters = read_array(f["parameters"], "values", ndim=2, finite=True)
+        self.parameters = _unsealed(f["parameters"], "values", ndim=2, finite=True)
         if m == 0:
             raise StoreError(f"{where}/parameters/values is empty; the store is damaged: {_FIX}")
         self.status  # reading the mask proves the raw data is reachable and valid
@@ -263,27 +313,30 @@ class SnapshotStore:
             f.attrs["n_dofs"] = n_dofs
             f.attrs["n_steps"] = n_steps
             g = f.create_group("parameters")
-            g.create_dataset("values", data=P)
+            _sealed(g, "values", P)
             if parameter_space is not None:
                 names = list(getattr(parameter_space, "names", []))
                 g.attrs["names"] = json.dumps(names)
                 if hasattr(parameter_space, "to_dict"):
                     g.attrs["space"] = json.dumps(parameter_space.to_dict())
             if times is not None:
-                f.create_dataset("times", data=np.asarray(times, dtype=np.float64))
+                _sealed(f, "times", np.asarray(times, dtype=np.float64))
             shape = (m, n_steps, n_dofs) if n_steps else (m, n_dofs)
             fg = f.create_group("fields")
+            cg = f.create_group("checksums")
+            cg.attrs["block"] = _CHECK_BLOCK
             for name in fields:
                 _preallocated(fg, name, shape, np.float64)
+                _preallocated(cg, name, shape[:-1] + (-(-n_dofs // _CHECK_BLOCK),), np.uint32)
             st = _preallocated(f, "status", (m,), np.int8)
             st[...] = MISSING
             msg = _preallocated(f, "failures", (m, _MESSAGE_BYTES), np.uint8)
             msg[...] = 0
             ig = f.create_group("inner_product")
             if M is not None:
-                ig.create_dataset("data", data=M.data)
-                ig.create_dataset("indices", data=M.indices.astype(np.int64))
-                ig.create_dataset("indptr", data=M.indptr.astype(np.int64))
+                _sealed(ig, "data", M.data)
+                _sealed(ig, "indices", M.indices.astype(np.int64))
+                _sealed(ig, "indptr", M.indptr.astype(np.int64))
                 ig.attrs["shape"] = M.shape
             ig.attrs["rebuild"] = inner_product_rebuild or ""
             if mesh is not None:
@@ -379,7 +432,7 @@ class SnapshotStore:
     @property
     @_reader
     def times(self) -> np.ndarray | None:
-        return read_array(self._f, "times", shape=(self.n_steps,), finite=True) if "times" in self._f else None
+        return _unsealed(self._f, "times", shape=(self.n_steps,), finite=True) if "times" in self._f else None
 
     @_reader
     def failures(self) -> dict[int, str]:
@@ -401,8 +454,8 @@ class SnapshotStore:
             raise StoreError(f"{self.path}:/inner_product lacks some of data, indices, indptr and shape; the store is "
                              f"damaged: {_FIX}")
         shape = tuple(np.asarray(g.attrs["shape"], dtype=np.int64).tolist())
-        M = sp.csr_matrix((read_array(g, "data", ndim=1, finite=True), read_array(g, "indices", ndim=1, dtype=np.int64),
-                           read_array(g, "indptr", ndim=1, dtype=np.int64)), shape=shape)
+        M = sp.csr_matrix((_unsealed(g, "data", ndim=1, finite=True), _unsealed(g, "indices", ndim=1, dtype=np.int64),
+                           _unsealed(g, "indptr", ndim=1, dtype=np.int64)), shape=shape)
         M.check_format(full_check=True)
         if M.shape != (self.n_dofs, self.n_dofs):
             raise StoreError(f"{self.path}:/inner_product has shape {M.shape}, expected ({self.n_dofs}, {self.n_dofs}); "
@@ -463,6 +516,8 @@ class SnapshotStore:
         if not np.all(np.isfinite(v)):
             raise ShapeError(f"snapshot {index} of {field} contains NaN or Inf; record it with write_failure instead")
         self._f["fields"][field][int(index)] = v
+        if self._check is not None:  # before the status: a kill in between leaves the snapshot missing
+            self._f["checksums"][field][int(index)] = _crc_blocks(v, self._check)
         self._f.flush()
 
     def mark_done(self, index: int) -> None:
@@ -508,11 +563,34 @@ class SnapshotStore:
             sel = slice(int(idx[0]), int(idx[-1]) + 1)
         else:
             sel = idx.tolist()
-        data = ds[sel, :, rows] if self.n_steps else ds[sel, rows]
+        if self._check is not None and (rows.step or 1) == 1:
+            data = self._read_checked(ds, idx, sel, field, rows)
+        else:
+            data = ds[sel, :, rows] if self.n_steps else ds[sel, rows]
         if not np.all(np.isfinite(data)):  # the writer refuses NaN and Inf: these are damaged bytes
             raise StoreError(f"{self.path}:/fields/{field} holds NaN or Inf in snapshots marked done; the store is "
                              f"damaged: {_FIX}")
         return data
+
+    def _read_checked(self, ds: h5py.Dataset, idx: np.ndarray, sel, field: str, rows: slice) -> np.ndarray:
+        """The rows of snapshots `idx`, read out to whole checksum blocks and verified against
+        /checksums/<field>; a mismatch is damage (StoreError naming snapshot, field and dofs)."""
+        B = self._check
+        start, stop, _ = rows.indices(self.n_dofs)
+        stop = max(stop, start)
+        b0, b1 = start // B, -(-stop // B)
+        lo, hi = b0 * B, min(b1 * B, self.n_dofs)
+        data = ds[sel, :, lo:hi] if self.n_steps else ds[sel, lo:hi]
+        want = self._f["checksums"][field][sel, :, b0:b1] if self.n_steps else self._f["checksums"][field][sel, b0:b1]
+        if b1 > b0:
+            have = _crc_blocks(data, B)
+            bad = np.argwhere(have != want)
+            if bad.size:
+                i, b = int(idx[bad[0, 0]]), b0 + int(bad[0, -1])
+                raise StoreError(f"{self.path}:/fields/{field} snapshot {i}, dofs {b * B}..{min((b + 1) * B, self.n_dofs) - 1}"
+                                 f" do not match their checksum ({len(bad)} block(s) differ); the store is damaged: "
+                                 f"{_FIX}")
+        return data[..., start - lo:stop - lo]
 
     def _done_indices(self, indices) -> np.ndarray:
         done = np.flatnonzero(self.done)
