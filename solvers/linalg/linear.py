@@ -418,7 +418,7 @@ class LinearSolver:
         what = failure or "the method reported convergence, but the true residual misses"
         slack = SLACK[impl.norm_kind()]
         raise ConvergenceError(
-            f"{self._name()} {what} after {its} iterations: true relative residual ||b - A x|| / ||b|| = {rel:.2e}, "
+            f"{self._name()}: {what} after {its} iterations: true relative residual ||b - A x|| / ||b|| = {rel:.2e}, "
             f"asked {np.max(goal / np.where(bnorm > 0, bnorm, 1.0)):.1e} (rtol={self.rtol:.0e}, atol={self.atol:.0e}, "
             f"slack {slack:g}). " + self._advice(impl.A, self._start),
             history,
