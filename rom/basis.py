@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from rom.errors import RomError, ShapeError, StoreError
-from rom.h5io import atomic, create_checked, expect_format, read_array, read_attr, reading
+from rom.h5io import atomic, create_checked, expect_format, put, read_array, read_attr, reading
 from rom.pod import IncrementalPOD, PODArgumentError, _check_truncation, _subtraction_allowance, pod
 from rom.store import SnapshotStore, _read_mesh_group, _romtk_version, _write_mesh_group, array_hash
 
@@ -128,8 +128,7 @@ class PodBasis:
         """Write the basis to `path` (HDF5; written beside and renamed, so never half-written)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".partial")
-        with create_checked(tmp) as f:  # checksummed metadata: damage is an error, not a hang or a new value
+        with atomic(path) as tmp, create_checked(tmp) as f:  # checksummed metadata and values (rom.h5io)
             f.attrs.update({
                 "format": FORMAT, "format_version": FORMAT_VERSION, "romtk_version": _romtk_version(),
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -138,12 +137,11 @@ class PodBasis:
                 "source": self.source, "inner_product_hash": self.inner_product_hash,
                 "provenance": json.dumps(self.provenance, sort_keys=True, default=str),
             })
-            f.create_dataset("modes", data=self.modes)
-            f.create_dataset("singular_values", data=self.singular_values)
-            f.create_dataset("projection_error", data=self.projection_error)
+            put(f, "modes", self.modes)
+            put(f, "singular_values", self.singular_values)
+            put(f, "projection_error", self.projection_error)
             if self.mesh is not None:
                 _write_mesh_group(f, self.mesh)
-        tmp.replace(path)
         return path
 
     @classmethod

@@ -22,7 +22,7 @@ import scipy.sparse.linalg as sla
 from rom import _rb_kernels as K
 from rom.eim import eim
 from rom.errors import ShapeError, SingularSystemError, StoreError
-from rom.h5io import atomic, create_checked, expect_format, read_array, reading
+from rom.h5io import atomic, create_checked, expect_format, put, read_array, reading
 from rom.parallel import Comm, world
 from rom.parameters import check_mu
 from rom.reduced import ESTIMATORS, ReducedModel, residual_norm_from, stability_from
@@ -519,11 +519,11 @@ def greedy(reductor: Reductor, training, *, tol: float = 1e-6, max_size: int = 5
 def _save_checkpoint(red: Reductor, history: list, path) -> None:
     with atomic(path) as tmp, create_checked(tmp) as h:
         h.attrs["format"] = "romtk.greedy/1"
-        h["basis"] = red.V
-        h["index"] = np.array([e["index"] for e in history], dtype=np.int64)
-        h["mu"] = np.array([e["mu"] for e in history])
-        h["max_estimate"] = np.array([e["max_estimate"] for e in history])
-        h["seconds"] = np.array([e["seconds"] for e in history])
+        put(h, "basis", red.V)
+        put(h, "index", np.array([e["index"] for e in history], dtype=np.int64))
+        put(h, "mu", np.array([e["mu"] for e in history]))
+        put(h, "max_estimate", np.array([e["max_estimate"] for e in history]))
+        put(h, "seconds", np.array([e["seconds"] for e in history]))
 
 
 def _resume(red: Reductor, path) -> list:

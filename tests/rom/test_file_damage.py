@@ -6,13 +6,12 @@ once; hypothesis then damages a copy (truncation, a zeroed block, a deleted grou
 attribute, a dataset replaced by one of another dtype or shape) and the natural reads of that
 kind run on it under a time limit.
 
-Known limits, asserted as such: the basis and checkpoint are written without checksums of their
-values, so zeros written over the raw values of one of their datasets can read back as other
-numbers; a store checks its snapshots (crc32 per block of each row) and everything written at
+Known limit, asserted as such: a store checks its snapshots (crc32 per block of each row) and everything written at
 its creation, but not `status` and `failures`, which are updated in place one snapshot at a time
 (zeros there read as "missing" and an empty message). A changed result is accepted only when the
-zeroed block lies in the raw data of such an unchecked dataset; the reduced model and the PodGP
-file carry checksums of everything, so any change there must be an error.
+zeroed block lies in the raw data of such an unchecked dataset; the POD basis, the reduced model,
+the greedy checkpoint and the PodGP file carry checksums of everything, so any change there must
+be an error.
 """
 
 from __future__ import annotations
@@ -141,8 +140,8 @@ def _write_podgp(path):
     PodGP(n_modes=3, n_restarts=0).fit(mu, S).save(path)
 
 
-_WRITERS = {"store": (_write_store, _read_store, ("status", "failures")), "basis": (_write_basis, _read_basis, None),
-            "model": (_write_model, _read_model, ()), "checkpoint": (_write_checkpoint, _read_checkpoint, None),
+_WRITERS = {"store": (_write_store, _read_store, ("status", "failures")), "basis": (_write_basis, _read_basis, ()),
+            "model": (_write_model, _read_model, ()), "checkpoint": (_write_checkpoint, _read_checkpoint, ()),
             "podgp": (_write_podgp, _read_podgp, ())}
 
 
