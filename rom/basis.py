@@ -1,4 +1,4 @@
-"""PodBasis: a POD basis with its singular values, saved to HDF5, plotted, written for ParaView.
+"""PodBasis: a POD basis with its singular values, saved to HDF5, plotted, and as point fields for ParaView.
 
 `PodBasis.from_store` runs POD (`rom.pod`) on the finished snapshots of a
 `SnapshotStore`, in its inner product, batch or streaming (block by block, bounded
@@ -27,7 +27,7 @@ import numpy as np
 from rom.errors import RomError, ShapeError, StoreError
 from rom.h5io import atomic, create_checked, expect_format, put, read_array, read_attr, reading
 from rom.pod import IncrementalPOD, PODArgumentError, _check_truncation, _subtraction_allowance, pod
-from rom.store import SnapshotStore, _read_mesh_group, _romtk_version, _write_mesh_group, array_hash
+from rom.store import MeshArrays, SnapshotStore, _read_mesh_group, _romtk_version, _write_mesh_group, array_hash
 
 __all__ = ["PodBasis", "FORMAT", "FORMAT_VERSION"]
 
@@ -43,6 +43,7 @@ class PodBasis:
     modes : (n_dofs, N) float64, M-orthonormal. singular_values : (N,) decreasing.
     total_energy : ||S||_{M,F}^2 of the snapshot set. projection_error : (N+1,) relative
     M-norm projection error of the snapshots onto the first n modes, n = 0..N (measured).
+    mesh : the store's mesh as plain arrays (`rom.store.MeshArrays`), or None.
     """
 
     modes: np.ndarray
@@ -54,7 +55,7 @@ class PodBasis:
     tol: float | None = None
     source: str = ""
     inner_product_hash: str = ""
-    mesh: object = None
+    mesh: MeshArrays | None = None
     provenance: dict = field(default_factory=dict)
 
     @property
@@ -222,27 +223,26 @@ class PodBasis:
             plt.close(fig)
         return path
 
-    def write_xdmf(self, path, mesh=None, n_modes: int | None = None, components: int = 1) -> Path:
-        """Modes as point fields mode_000, mode_001, ... on the mesh (ParaView); `path` .xdmf
-        (arrays in a .h5 of the same stem beside it) or .vtu, written beside and renamed.
+    def mode_fields(self, n_points: int, n_modes: int | None = None, components: int = 1) -> dict[str, np.ndarray]:
+        """The first `n_modes` modes (all by default) as point fields mode_000, mode_001, ...:
+        name -> (n_points,) float64, or (n_points, components) for a vector field.
 
         The dofs must start with the mesh vertices in vertex order (romtk's serial
-        numbering; of P2 fields only the vertex values are written), `components`
-        node-interleaved values per vertex for a vector field.
+        numbering; of P2 fields only the vertex values are kept), `components`
+        node-interleaved values per vertex. Write them with the mesh on the full-order side,
+        e.g. `solvers.mesh.io.write_mesh(path, mesh, point_data=basis.mode_fields(mesh.n_points))`
+        (`rom pod --xdmf` does this with the stored mesh).
         """
-        from solvers.mesh.io import write_mesh
-
-        mesh = self.mesh if mesh is None else mesh
-        if mesh is None:
-            raise StoreError("this basis has no mesh (its store was written without one); pass mesh=")
+        n_points, components = int(n_points), int(components)
+        if n_points < 1 or components < 1:
+            raise ShapeError(f"n_points={n_points}, components={components}; pass positive counts")
         k = self.size if n_modes is None else min(int(n_modes), self.size)
-        nv = mesh.n_points * int(components)
+        nv = n_points * components
         if self.n_dofs < nv:
-            raise ShapeError(f"{self.n_dofs} dofs cannot start with {components} value(s) per vertex of the mesh "
-                             f"({mesh.n_points} points); pass the mesh the snapshots were computed on")
-        data = {f"mode_{j:03d}": self.modes[:nv, j].reshape(mesh.n_points, -1).squeeze(axis=1)
-                if components == 1 else self.modes[:nv, j].reshape(mesh.n_points, components) for j in range(k)}
-        return write_mesh(path, mesh, point_data=data)
+            raise ShapeError(f"{self.n_dofs} dofs cannot start with {components} value(s) per vertex of "
+                             f"{n_points} points; pass the mesh the snapshots were computed on")
+        shape = (n_points,) if components == 1 else (n_points, components)
+        return {f"mode_{j:03d}": self.modes[:nv, j].reshape(shape) for j in range(k)}
 
 
 def _energies(store, M, modes, block_size, done) -> tuple[float, np.ndarray]:

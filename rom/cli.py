@@ -592,6 +592,25 @@ def _configure_pod(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", type=Path, help="also write the singular values and projection errors here (.png)")
 
 
+def _write_modes(basis, path: Path, basis_path: Path) -> Path:
+    """The modes of `basis` as point fields on its stored mesh, written to `path` (.xdmf/.vtu).
+
+    The basis holds the mesh as plain arrays (rom never imports solvers); it becomes a
+    `solvers.mesh.Mesh` here, which checks the cell type and vertex counts."""
+    from solvers.mesh import Mesh
+    from solvers.mesh.io import write_mesh
+
+    m = basis.mesh
+    if m is None:
+        raise StoreError(f"{basis_path} has no mesh (its store was written without one); drop --xdmf, or "
+                         f"regenerate the store with a case that stores its mesh")
+    try:
+        mesh = Mesh(m.points, m.cells, m.cell_type, regions=dict(m.regions))
+    except RomError as exc:
+        raise StoreError(f"{basis_path}:/mesh is not a usable mesh ({exc}); regenerate the store") from None
+    return write_mesh(path, mesh, point_data=basis.mode_fields(mesh.n_points))
+
+
 @subcommand("pod", "POD basis of a snapshot store, with its singular values and projection errors",
             _configure_pod)
 def pod_command(args: argparse.Namespace) -> int:
@@ -626,7 +645,7 @@ def pod_command(args: argparse.Namespace) -> int:
     say(args, basis.summary())
     say(args, f"wrote {args.out}")
     if args.xdmf:
-        written = basis.write_xdmf(args.xdmf)
+        written = _write_modes(basis, args.xdmf, args.out)
         say(args, f"wrote {written}" + (f" and {xdmf_companion(written)}" if written.suffix.lower() == ".xdmf" else ""))
     if args.plot:
         say(args, f"wrote {basis.plot(args.plot)}")

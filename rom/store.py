@@ -21,7 +21,9 @@ import hashlib
 import inspect
 import json
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Iterator, Mapping
 
 import h5py
@@ -31,7 +33,7 @@ import scipy.sparse as sp
 from rom.errors import RomError, ShapeError, StoreError
 from rom.h5io import _DAMAGE, atomic, create_checked, expect_format, guarded, read_array, read_attr, read_group
 
-__all__ = ["SnapshotStore", "FORMAT", "FORMAT_VERSION", "array_hash", "MISSING", "DONE", "FAILED"]
+__all__ = ["SnapshotStore", "MeshArrays", "FORMAT", "FORMAT_VERSION", "array_hash", "MISSING", "DONE", "FAILED"]
 
 FORMAT = "romtk.snapshots"
 FORMAT_VERSION = 1
@@ -162,19 +164,63 @@ def _reader(method):
     return run
 
 
-def _read_mesh_group(f: h5py.File):
+@dataclass(frozen=True, eq=False)
+class MeshArrays:
+    """A mesh as the store and the basis file hold it: plain arrays, no finite-element meaning.
+
+    points: (n, dim) float64, the length unit of the problem; cells: (ne, k) int64 vertex
+    indices into points; cell_type: the meshio name ("triangle", "tetra", ...); regions:
+    name -> (m,) int64 cell indices. The arrays are read-only. `solvers.mesh.Mesh(m.points,
+    m.cells, m.cell_type, regions=m.regions)` turns it into a mesh to compute or write on;
+    `rom` itself never imports `solvers` (docs/concepts.md, "Layers").
+    """
+
+    points: np.ndarray
+    cells: np.ndarray
+    cell_type: str
+    regions: Mapping[str, np.ndarray] | None = None
+
+    def __post_init__(self):
+        points = np.array(self.points, dtype=np.float64)
+        cells = np.array(self.cells, dtype=np.int64)
+        if points.ndim != 2 or not 1 <= points.shape[1] <= 3 or not np.isfinite(points).all():
+            raise ShapeError(f"points has shape {points.shape} or non-finite values; pass (n, dim) finite "
+                             f"coordinates, 1 <= dim <= 3")
+        if cells.ndim != 2 or (cells.size and (cells.min() < 0 or cells.max() >= len(points))):
+            raise ShapeError(f"cells has shape {cells.shape} or indices outside [0, {len(points)}); pass "
+                             f"(n_cells, k) indices into the {len(points)} points")
+        if not isinstance(self.cell_type, str) or not self.cell_type:
+            raise ShapeError(f"cell_type={self.cell_type!r}; pass the meshio cell type name, e.g. 'triangle'")
+        regions = {}
+        for name, idx in dict(self.regions or {}).items():
+            idx = np.array(idx, dtype=np.int64)
+            if idx.ndim != 1 or (idx.size and (idx.min() < 0 or idx.max() >= len(cells))):
+                raise ShapeError(f"region {name!r} has shape {idx.shape} or cell indices outside [0, {len(cells)}); "
+                                 f"pass (m,) indices into the {len(cells)} cells")
+            idx.flags.writeable = False
+            regions[str(name)] = idx
+        points.flags.writeable = cells.flags.writeable = False
+        object.__setattr__(self, "points", points)
+        object.__setattr__(self, "cells", cells)
+        object.__setattr__(self, "regions", MappingProxyType(regions))
+
+    @property
+    def n_points(self) -> int:
+        return len(self.points)
+
+
+def _read_mesh_group(f: h5py.File) -> MeshArrays | None:
+    """The optional "mesh" group as MeshArrays (None when absent); damage is a StoreError."""
     if "mesh" not in f:
         return None
-    from solvers.mesh import Mesh
-
     g = read_group(f, "mesh")
-    regions = None
+    regions = {}
     if "regions" in g:
         r = read_group(g, "regions")
         regions = {k: _unsealed(r, k, ndim=1, dtype=np.int64) for k in r}
     try:
-        return Mesh(_unsealed(g, "points", ndim=2, finite=True), _unsealed(g, "cells", ndim=2, dtype=np.int64),
-                    read_attr(g, "cell_type"), regions=regions)
+        return MeshArrays(_unsealed(g, "points", ndim=2, finite=True), _unsealed(g, "cells", ndim=2, dtype=np.int64),
+                          read_attr(g, "cell_type"), regions=regions)
     except RomError as exc:
         raise StoreError(f"{f.filename}:/mesh holds an invalid mesh ({exc}); the file is damaged: regenerate it") \
             from None
@@ -274,8 +320,9 @@ class SnapshotStore:
         inner_product : scipy sparse (n_dofs, n_dofs), stored as CSR arrays;
         inner_product_rebuild : how to rebuild it instead (a sentence or a call).
         mesh_hash : e.g. `array_hash(mesh.points, mesh.cells)`.
-        mesh : a `solvers.mesh.Mesh` (points, cells, cell type, regions) stored in the
-            optional group "mesh", so that modes can be written for ParaView later.
+        mesh : anything with points, cells, cell_type and regions (a `solvers.mesh.Mesh`,
+            a `MeshArrays`), stored as plain arrays in the optional group "mesh", so that
+            modes can be written for ParaView later.
         case, options : provenance (case name, options of the run as JSON-able dict).
 
         The file is written as `<path>.partial` and renamed to `path` when complete.
@@ -464,7 +511,7 @@ class SnapshotStore:
 
     @_reader
     def mesh(self):
-        """The stored `solvers.mesh.Mesh`, or None when the store was written without one."""
+        """The stored mesh as `MeshArrays`, or None when the store was written without one."""
         return _read_mesh_group(self._f)
 
     @property

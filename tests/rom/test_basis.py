@@ -1,4 +1,4 @@
-"""PodBasis from a store, its HDF5 round-trip, XDMF and PNG outputs, and `rom snapshots` / `rom pod`."""
+"""PodBasis from a store, its HDF5 round-trip, mode fields for XDMF, PNG outputs, and `rom snapshots` / `rom pod`."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 from rom import cli
 from rom.basis import PodBasis
-from rom.errors import RomError, StoreError
+from rom.errors import RomError, ShapeError, StoreError
 from rom.pod import PODArgumentError
-from rom.store import SnapshotStore
-from solvers.mesh import rectangle
+from rom.store import MeshArrays, SnapshotStore
+from solvers.mesh import rectangle, write_mesh
 
 
 def known_store(path, n=300, m=24, mesh=None, M=None, seed=0):
@@ -89,15 +89,32 @@ def test_save_load_round_trip(tmp_path_factory, n, k, tol, seed):
 
 def test_xdmf_modes_and_plot(tmp_path):
     mesh = rectangle(9, 7)
+    mesh.tag_region("left", lambda x: x[:, 0] < 0.5)
     known_store(tmp_path / "s.h5", n=mesh.n_points, m=10, mesh=mesh)
     b = PodBasis.from_store(tmp_path / "s.h5", n_modes=4)
-    assert b.mesh is not None and np.array_equal(b.mesh.cells, mesh.cells)
-    b.write_xdmf(tmp_path / "modes.xdmf")
+    # the basis carries the store's mesh as plain arrays, and so does its file
+    for m in (b.mesh, PodBasis.load(b.save(tmp_path / "b.h5")).mesh):
+        assert isinstance(m, MeshArrays) and m.cell_type == mesh.cell_type
+        assert np.array_equal(m.points, mesh.points) and np.array_equal(m.cells, mesh.cells)
+        assert np.array_equal(m.regions["left"], mesh.regions["left"])
+    write_mesh(tmp_path / "modes.xdmf", mesh, point_data=b.mode_fields(mesh.n_points))
     back = meshio.read(tmp_path / "modes.xdmf")
     for j in range(4):
         np.testing.assert_array_equal(back.point_data[f"mode_{j:03d}"], b.modes[:, j])
     png = b.plot(tmp_path / "pod.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_mode_fields_split_interleaved_vector_modes_per_vertex():
+    rng = np.random.default_rng(3)
+    modes = rng.standard_normal((2 * 6 + 5, 3))  # 6 vertices x 2 components, then 5 higher-order dofs
+    b = PodBasis(modes, np.array([3.0, 2.0, 1.0]), 14.0, np.zeros(4), 3)
+    f = b.mode_fields(6, n_modes=2, components=2)
+    assert sorted(f) == ["mode_000", "mode_001"]
+    np.testing.assert_array_equal(f["mode_001"][:, 0], modes[0:12:2, 1])
+    np.testing.assert_array_equal(f["mode_001"][:, 1], modes[1:12:2, 1])
+    with pytest.raises(ShapeError, match="cannot start with 2 value"):
+        b.mode_fields(9, components=2)
 
 
 def test_bad_files_and_arguments(tmp_path):
@@ -119,8 +136,8 @@ def test_bad_files_and_arguments(tmp_path):
     SnapshotStore.create(tmp_path / "empty.h5", np.zeros((3, 1)), 10).close()
     with pytest.raises(StoreError, match="no finished snapshot"):
         PodBasis.from_store(tmp_path / "empty.h5", n_modes=1)
-    with pytest.raises(StoreError, match="no mesh"):
-        b.write_xdmf(tmp_path / "m.xdmf")
+    with pytest.raises(StoreError, match="no mesh"):  # `rom pod --xdmf` of a store written without a mesh
+        cli._write_modes(b, tmp_path / "m.xdmf", tmp_path / "b.h5")
 
 
 CASE = textwrap.dedent('''

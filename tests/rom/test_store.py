@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import h5py
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from rom.errors import ShapeError, StoreError
 from rom.parameters import ParameterSpace
-from rom.store import DONE, FAILED, MISSING, FORMAT_VERSION, SnapshotStore, array_hash
+from rom.store import DONE, FAILED, MISSING, FORMAT_VERSION, MeshArrays, SnapshotStore, array_hash
 
 
 def make(tmp_path, m=6, n=10, name="s.h5", **kw):
@@ -186,3 +188,17 @@ def test_row_ranges_for_distributed_readers(tmp_path):
             s.write(i, U[i])
         np.testing.assert_array_equal(s.snapshots(rows=slice(3, 7)), U[:, 3:7].T)
         np.testing.assert_array_equal(np.hstack(list(s.iter_blocks(4, rows=slice(0, 5)))), U[:, :5].T)
+
+
+@pytest.mark.parametrize("cells, why", [([[0, 1, 9]], "indices outside"), ([[0, -1, 2]], "indices outside")])
+def test_a_mesh_group_whose_cells_leave_the_points_is_damage(tmp_path, cells, why):
+    """The checksum matches (the file was written so), yet a cell names a vertex that does not exist."""
+    mesh = MeshArrays(np.eye(3)[:, :2], [[0, 1, 2]], "triangle")
+    make(tmp_path, mesh=mesh).close()
+    with h5py.File(tmp_path / "s.h5", "r+") as f:
+        del f["mesh/cells"]
+        arr = np.asarray(cells, dtype=np.int64)
+        f["mesh/cells"] = arr
+        f["mesh/cells"].attrs["crc32"] = np.uint32(zlib.crc32(arr))
+    with SnapshotStore(tmp_path / "s.h5") as s, pytest.raises(StoreError, match=f"invalid mesh.*{why}"):
+        s.mesh()
