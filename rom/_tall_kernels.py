@@ -105,6 +105,18 @@ def tuned() -> bool:
     return lanes() == W_AVX512
 
 
+def unavailable() -> str | None:
+    """Why the kernels are not used on this CPU, or None where they are: LLVM cannot target
+    it, or its vectors are not AVX-512's, on which the kernels were tuned (`tuned`)."""
+    llvm, why, width = _target()
+    if llvm is None:
+        return f"LLVM cannot target this CPU ({why})"
+    if not tuned():
+        return (f"this CPU's vectors have {width} lanes, not AVX-512's {W_AVX512}, for which the kernels' tiles "
+                f"were tuned")
+    return None
+
+
 @functools.lru_cache(maxsize=None)
 def compiled(width: int | None = None):
     """(gram function, W) for the running CPU, or (None, reason) where it cannot be built.

@@ -39,7 +39,9 @@ to eps * total); every method goes through `truncation_rank` (docs/methods/pod.m
 from __future__ import annotations
 
 import functools
+import logging
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable
 
@@ -211,22 +213,81 @@ def _syrk(X: np.ndarray) -> np.ndarray:
     kernel of `rom._tall_kernels` (2 cores, 1e6 x 500: 0.96 of the square-GEMM rate; 4e5 x
     1000 and 2e5 x 2000: 0.94, where OpenBLAS's dsyrk reaches 0.73 and 0.84); the rest to
     numpy's X.T @ X, which calls dsyrk (half the flops of a GEMM). Past 2000 columns the
-    kernel was not measured.
+    kernel was not measured. `_tall_kernel` decides, and logs why numpy's product runs.
     """
     m = X.shape[1]
-    fn, width = _tall_kernels.compiled() if _kernel_applies(X, _KERNEL_MAX_COLS) else (None, None)
-    if fn is None:
+    kernel = _tall_kernel(X)
+    if kernel is None:
         parts = _row_slabs(lambda Y: Y.T @ Y, X)
         return sum(parts[1:], parts[0])
+    fn, width = kernel
     parts = _row_slabs(lambda Y: _tall_kernels.gram_lower(Y, fn, width), X)
     L = np.tril(sum(parts[1:], parts[0])[:m, :m])
     return L + np.tril(L, -1).T
 
 
+def _tall_kernel(X: np.ndarray, W: np.ndarray | None = None):
+    """The `rom._tall_kernels` kernel for a product with the tall X (n, k), or None where
+    numpy's product runs instead: for X^T X (W None) the pair (Gram function, lanes), for
+    X @ W the passes of `_times_passes(W)`.
+
+    The kernels are an optional accelerator, and every way to numpy is logged on the logger
+    "rom.pod" (`_numpy_instead`): switched off (ROMTK_TALL_KERNELS=0), a CPU they were not
+    tuned for or LLVM cannot target, a shape outside their measured range, a failed compile.
+    """
+    switch = os.environ.get("ROMTK_TALL_KERNELS", "").strip()
+    if switch not in ("", "0", "1"):
+        raise RomError(f"ROMTK_TALL_KERNELS={switch!r}; set it to 0 (numpy's products only) or 1, or leave it unset")
+    if switch == "0":
+        return _numpy_instead("disabled", "switched off by ROMTK_TALL_KERNELS=0")
+    why = _tall_kernels.unavailable()
+    if why is not None:
+        return _numpy_instead("cpu", why)
+    why = _shape_refusal(X, _KERNEL_MAX_COLS if W is None else None)
+    if why is not None:
+        return _numpy_instead("shape", why)
+    if W is None:
+        fn, width = _tall_kernels.compiled()
+        if fn is None:
+            return _numpy_instead("compile", f"the Gram kernel failed to compile: {width}")
+        return fn, width
+    passes, why = _times_passes(W)
+    if passes is None:
+        return _numpy_instead("compile" if W.shape[1] else "shape", why)
+    return passes
+
+
+def _numpy_instead(kind: str, why: str) -> None:
+    """Log why numpy's product runs instead of a tall kernel: at INFO the first time for each
+    kind of reason in this process, at DEBUG afterwards (a POD asks at every product)."""
+    _log.log(logging.DEBUG if kind in _TOLD else logging.INFO,
+             "tall products through numpy, not rom._tall_kernels: %s", why)
+    _TOLD.add(kind)
+    return None
+
+
+_log = logging.getLogger("rom.pod")
+_TOLD: set[str] = set()  # kinds of reason (`_tall_kernel`) already logged at INFO
+
+
+def _shape_refusal(X: np.ndarray, max_cols: int | None = None) -> str | None:
+    """Why X does not suit `rom._tall_kernels` (None where it does): the kernels take tall
+    float64 rows with unit column stride, up to `max_cols` columns."""
+    n, k = X.shape
+    if X.dtype != np.float64:
+        return f"the matrix is {X.dtype}, the kernels take float64"
+    if n < _KERNEL_MIN_ROWS:
+        return f"the matrix has {n} rows, under the {_KERNEL_MIN_ROWS} from which the kernels pay"
+    if k == 0 or (max_cols is not None and k > max_cols):
+        return f"the matrix has {k} columns, outside 1..{max_cols} where the Gram kernel was measured"
+    if not (X.strides[1] == X.itemsize and X.strides[0] % X.itemsize == 0 and X.strides[0] > 0):
+        return f"the matrix's strides {X.strides} are not rows of contiguous float64"
+    return None
+
+
 def _kernel_applies(X: np.ndarray, max_cols: int | None = None) -> bool:
-    """Whether X suits `rom._tall_kernels` on this CPU: tall float64 rows with unit column stride."""
-    return (_tall_kernels.tuned() and X.dtype == np.float64 and X.shape[0] >= _KERNEL_MIN_ROWS and 0 < X.shape[1] <= (max_cols or X.shape[1])
-            and X.strides[1] == X.itemsize and X.strides[0] % X.itemsize == 0 and X.strides[0] > 0)
+    """Whether X suits `rom._tall_kernels` on this CPU (the shape and CPU tests of `_tall_kernel`)."""
+    return _tall_kernels.tuned() and _shape_refusal(X, max_cols) is None
 
 
 _KERNEL_MIN_ROWS = 1024  # below, numpy's call costs less than the kernel's G and panel buffers
@@ -240,7 +301,7 @@ def _times(X: np.ndarray, W: np.ndarray) -> np.ndarray:
     500 x 50 on 2 cores: 0.36-0.43 s, numpy's matmul through OpenBLAS 0.78 s).
     """
     out = np.empty((X.shape[0], W.shape[1]))
-    passes = _times_passes(W) if _kernel_applies(X) else None
+    passes = _tall_kernel(X, W)
     _row_slabs(lambda Xs, Os: _times_into(Xs, W, Os, passes), X, out)
     return out
 
@@ -255,21 +316,21 @@ def _times_into(X: np.ndarray, W: np.ndarray, out: np.ndarray, passes: list | No
         _tall_kernels.times(X, Vp, b - a, out[:, a:b], fn)
 
 
-def _times_passes(W: np.ndarray) -> list | None:
-    """[(packed columns a:b of W, a, b, kernel)], groups of at most _TIMES_GROUP_VECTORS
-    vectors (one register tile); None where no kernel can be built."""
+def _times_passes(W: np.ndarray) -> tuple[list | None, str]:
+    """([(packed columns a:b of W, a, b, kernel)], "") in groups of at most _TIMES_GROUP_VECTORS
+    vectors (one register tile), or (None, why) where no kernel can be built."""
     width = _tall_kernels.lanes()
     if width is None or W.shape[1] == 0:
-        return None
+        return None, "LLVM cannot target this CPU" if width is None else "the product has no columns"
     group = _TIMES_GROUP_VECTORS * width
     passes = []
     for a in range(0, W.shape[1], group):
         b = min(a + group, W.shape[1])
-        fn = _tall_kernels.compiled_times(-(-(b - a) // width))[0]
+        fn, detail = _tall_kernels.compiled_times(-(-(b - a) // width))  # detail: lanes, or why it failed
         if fn is None:
-            return None
+            return None, f"the product kernel failed to compile: {detail}"
         passes.append((_tall_kernels.pack_right(np.asarray(W[:, a:b], dtype=np.float64), width), a, b, fn))
-    return passes
+    return passes, ""
 
 
 _TIMES_GROUP_VECTORS = 7  # output vectors per pass of `times` over X (7 x 3 rows: 21 accumulators)
@@ -490,7 +551,7 @@ def _right_mul_inv_lt(X: np.ndarray, L: np.ndarray) -> np.ndarray:
     if not X.flags.c_contiguous:
         return _times(X, Linv.T)
     Lt = np.ascontiguousarray(Linv.T)
-    passes = _times_passes(Lt) if _kernel_applies(X) else None
+    passes = _tall_kernel(X, Lt)
 
     def blocks(Xs):
         buf = np.empty((min(_CORRECTION_ROWS, Xs.shape[0]), Lt.shape[1]))

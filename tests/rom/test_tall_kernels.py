@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from rom import _fpenv, _tall_kernels as gk
 from rom import pod as pod_module
+from rom.errors import RomError
 
 
 def lower_to_full(G: np.ndarray, n: int) -> np.ndarray:
@@ -145,3 +148,62 @@ def test_nonfinite_snapshot_is_refused_by_name_on_the_kernel_path():
         assert pod_module._kernel_applies(S, pod_module._KERNEL_MAX_COLS) == gk.tuned()
         with pytest.raises(ShapeError, match=r"\[17\]"):
             pod_module.pod(S, n_modes=5)
+
+
+@pytest.fixture
+def fresh_kernel_log(monkeypatch):
+    """No reason logged yet in this process; the kernels built afresh on each call, past their
+    caches (a cache must not be cleared: dropping a compiled kernel frees its machine code)."""
+    monkeypatch.setattr(pod_module, "_TOLD", set())
+    monkeypatch.delenv("ROMTK_TALL_KERNELS", raising=False)
+    monkeypatch.setattr(gk, "compiled", gk.compiled.__wrapped__)
+    monkeypatch.setattr(gk, "compiled_times", gk.compiled_times.__wrapped__)
+
+
+def _reasons(caplog, level):
+    return [r.getMessage() for r in caplog.records if r.name == "rom.pod" and r.levelno == level]
+
+
+def test_a_failed_compile_is_logged_and_pod_runs_through_numpy(monkeypatch, caplog, fresh_kernel_log):
+    """IR that LLVM refuses (on a CPU taken for AVX-512, so that the kernels are wanted): the
+    LLVM error is logged once at INFO, then at DEBUG, and the POD is numpy's: its singular
+    values are those of numpy's SVD of the snapshots to round-off."""
+    monkeypatch.setattr(gk, "tuned", lambda: True)
+    monkeypatch.setattr(gk, "_gram_ir", lambda *a: "define void @gram_lower( this is not IR")
+    monkeypatch.setattr(gk, "_times_ir", lambda *a: "define void @times( this is not IR")
+    calls = []
+    monkeypatch.setattr(gk, "gram_lower", lambda *a, **k: calls.append(a) or 1 / 0)
+    S = np.random.default_rng(7).standard_normal((3000, 25)) * 0.5 ** np.arange(25)
+    with caplog.at_level(logging.DEBUG, logger="rom.pod"):
+        Phi, sigma = pod_module.pod(S, n_modes=10, method="snapshots")
+    assert calls == []
+    info = _reasons(caplog, logging.INFO)
+    assert len(info) == 1 and "the Gram kernel failed to compile" in info[0]
+    assert "RuntimeError: LLVM IR parsing error" in info[0]  # the exception, as llvmlite raised it
+    assert any("the product kernel failed to compile" in m for m in _reasons(caplog, logging.DEBUG))
+    ref = np.linalg.svd(S, compute_uv=False)[:10]
+    np.testing.assert_allclose(sigma, ref, rtol=1e-10)
+    assert np.max(np.abs(Phi.T @ Phi - np.eye(10))) < 1e-12
+
+
+def test_each_reason_for_numpy_is_logged_once_at_info(monkeypatch, caplog, fresh_kernel_log):
+    """Not AVX-512, a shape outside the kernels' range, switched off: each kind of reason is
+    told at INFO the first time only; a bad switch value is an error naming it."""
+    wide = np.ones((2000, pod_module._KERNEL_MAX_COLS + 1))
+    with caplog.at_level(logging.DEBUG, logger="rom.pod"):
+        monkeypatch.setattr(gk, "tuned", lambda: False)
+        for _ in range(2):
+            assert pod_module._tall_kernel(np.ones((4000, 8))) is None
+        monkeypatch.setattr(gk, "tuned", lambda: True)
+        assert pod_module._tall_kernel(np.ones((100, 8))) is None
+        assert pod_module._tall_kernel(wide) is None
+        monkeypatch.setenv("ROMTK_TALL_KERNELS", "0")
+        assert pod_module._tall_kernel(np.ones((4000, 8))) is None
+    info, debug = _reasons(caplog, logging.INFO), _reasons(caplog, logging.DEBUG)
+    assert len(info) == 3 and len(debug) == 2
+    assert "not AVX-512's 8" in info[0] and "not AVX-512's 8" in debug[0]
+    assert "100 rows, under the 1024" in info[1] and "2001 columns, outside 1..2000" in debug[1]
+    assert "ROMTK_TALL_KERNELS=0" in info[2]
+    monkeypatch.setenv("ROMTK_TALL_KERNELS", "yes")
+    with pytest.raises(RomError, match="ROMTK_TALL_KERNELS='yes'"):
+        pod_module.pod(np.ones((50, 3)), n_modes=1)
