@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import shutil
+import zlib
 from pathlib import Path
 from typing import Iterator
 
@@ -129,7 +130,11 @@ def read_array(group: h5py.Group, name: str, *, ndim: int | None = None, dtype=n
     same = have.kind == want.kind and have.itemsize == want.itemsize
     if not (same or (want.kind in "iu" and have.kind in "iu" and np.can_cast(have, want, "safe"))):
         raise StoreError(f"{where} has dtype {have}, expected {want}; the file is damaged")
-    arr = np.asarray(obj[()], dtype=want)
+    raw = obj[()]
+    crc = obj.attrs.get("crc32")
+    if crc is not None and int(np.asarray(crc).item()) != zlib.crc32(np.ascontiguousarray(raw)):
+        raise StoreError(f"{where} does not match its checksum; the file is damaged")
+    arr = np.asarray(raw, dtype=want)
     if ndim is not None and arr.ndim != ndim:
         raise StoreError(f"{where} has shape {arr.shape}, expected {ndim} dimensions; the file is damaged")
     if shape is not None and (arr.ndim != len(shape) or any(s is not None and s != n for s, n in zip(shape, arr.shape))):
@@ -214,12 +219,14 @@ def create_checked(path, *, reopened: bool = False) -> Iterator[h5py.File]:
 
 
 def put(group: h5py.Group, name: str, data) -> h5py.Dataset:
-    """group[name] = data with a Fletcher-32 checksum of the values (chunked storage); scalars and
-    empty arrays, which HDF5 cannot chunk, are stored as they are."""
+    """group[name] = data, with the crc32 of its bytes as an attribute (kept in the checksummed
+    object header) that `read_array` verifies. Fletcher-32 on the chunks alone is not enough: a
+    chunk zeroed together with its checksum passes it, and an unchecked 1.8 chunk index can read
+    back as fill values."""
     arr = np.asarray(data)
-    if arr.ndim == 0 or arr.size == 0:
-        return group.create_dataset(name, data=arr)
-    return group.create_dataset(name, data=arr, fletcher32=True, chunks=True)
+    ds = group.create_dataset(name, data=arr)
+    ds.attrs["crc32"] = np.uint32(zlib.crc32(np.ascontiguousarray(arr)))  # 0-d: the same bytes as 1-d
+    return ds
 
 
 def text(value: str) -> np.bytes_:

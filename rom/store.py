@@ -31,7 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from rom.errors import RomError, ShapeError, StoreError
-from rom.h5io import _DAMAGE, atomic, create_checked, expect_format, guarded, read_array, read_attr, read_group
+from rom.h5io import _DAMAGE, atomic, create_checked, expect_format, guarded, put, read_array, read_attr, read_group
 
 __all__ = ["SnapshotStore", "MeshArrays", "FORMAT", "FORMAT_VERSION", "array_hash", "MISSING", "DONE", "FAILED"]
 
@@ -57,25 +57,6 @@ def _crc_blocks(v: np.ndarray, block: int = _CHECK_BLOCK) -> np.ndarray:
         for b in range(nb):
             out[r, b] = zlib.crc32(row[b * block:(b + 1) * block])
     return out.reshape(v.shape[:-1] + (nb,))
-
-
-def _sealed(group: h5py.Group, name: str, data) -> h5py.Dataset:
-    """group[name] = data, written once at creation, with the crc32 of its bytes as attribute."""
-    arr = np.ascontiguousarray(data)
-    ds = group.create_dataset(name, data=arr)
-    ds.attrs["crc32"] = np.uint32(zlib.crc32(arr))
-    return ds
-
-
-def _unsealed(group: h5py.Group, name: str, **check) -> np.ndarray:
-    """`read_array(group, name, **check)`, verified against the crc32 written by `_sealed` (stores
-    written before it have none). A mismatch is damage: StoreError naming the dataset."""
-    arr = read_array(group, name, **check)
-    crc = group[name].attrs.get("crc32")
-    if crc is not None and int(np.asarray(crc).item()) != zlib.crc32(np.ascontiguousarray(arr)):
-        raise StoreError(f"{group.file.filename}:{group.name.rstrip('/')}/{name} does not match its checksum; the store "
-                         f"is damaged: {_FIX}")
-    return arr
 
 
 def array_hash(*arrays) -> str:
@@ -126,12 +107,12 @@ def _preallocated(group: h5py.Group, name: str, shape: tuple, dtype) -> h5py.Dat
 def _write_mesh_group(f: h5py.File, mesh) -> None:
     """The optional "mesh" group: points, cells, cell_type, regions/<name> (cell indices)."""
     g = f.create_group("mesh")
-    _sealed(g, "points", np.asarray(mesh.points, dtype=np.float64))
-    _sealed(g, "cells", np.asarray(mesh.cells, dtype=np.int64))
+    put(g, "points", np.asarray(mesh.points, dtype=np.float64))
+    put(g, "cells", np.asarray(mesh.cells, dtype=np.int64))
     g.attrs["cell_type"] = mesh.cell_type
     r = g.create_group("regions")
     for name, cells in getattr(mesh, "regions", {}).items():
-        _sealed(r, name, np.asarray(cells, dtype=np.int64))
+        put(r, name, np.asarray(cells, dtype=np.int64))
 
 
 _FIX = "regenerate it (rom snapshots) or give another store"
@@ -217,9 +198,9 @@ def _read_mesh_group(f: h5py.File) -> MeshArrays | None:
     regions = {}
     if "regions" in g:
         r = read_group(g, "regions")
-        regions = {k: _unsealed(r, k, ndim=1, dtype=np.int64) for k in r}
+        regions = {k: read_array(r, k, ndim=1, dtype=np.int64) for k in r}
     try:
-        return MeshArrays(_unsealed(g, "points", ndim=2, finite=True), _unsealed(g, "cells", ndim=2, dtype=np.int64),
+        return MeshArrays(read_array(g, "points", ndim=2, finite=True), read_array(g, "cells", ndim=2, dtype=np.int64),
                           read_attr(g, "cell_type"), regions=regions)
     except RomError as exc:
         raise StoreError(f"{f.filename}:/mesh holds an invalid mesh ({exc}); the file is damaged: regenerate it") \
@@ -300,7 +281,7 @@ class SnapshotStore:
         if not isinstance(json.loads(read_attr(f, "options")), dict):
             raise StoreError(f"{where}@options is not a JSON object; the store is damaged: {_FIX}")
         read_attr(read_group(f, "inner_product"), "rebuild")
-        self.parameters = _unsealed(f["parameters"], "values", ndim=2, finite=True)
+        self.parameters = read_array(f["parameters"], "values", ndim=2, finite=True)
         if m == 0:
             raise StoreError(f"{where}/parameters/values is empty; the store is damaged: {_FIX}")
         self.status  # reading the mask proves the raw data is reachable and valid
@@ -360,14 +341,14 @@ class SnapshotStore:
             f.attrs["n_dofs"] = n_dofs
             f.attrs["n_steps"] = n_steps
             g = f.create_group("parameters")
-            _sealed(g, "values", P)
+            put(g, "values", P)
             if parameter_space is not None:
                 names = list(getattr(parameter_space, "names", []))
                 g.attrs["names"] = json.dumps(names)
                 if hasattr(parameter_space, "to_dict"):
                     g.attrs["space"] = json.dumps(parameter_space.to_dict())
             if times is not None:
-                _sealed(f, "times", np.asarray(times, dtype=np.float64))
+                put(f, "times", np.asarray(times, dtype=np.float64))
             shape = (m, n_steps, n_dofs) if n_steps else (m, n_dofs)
             fg = f.create_group("fields")
             cg = f.create_group("checksums")
@@ -381,9 +362,9 @@ class SnapshotStore:
             msg[...] = 0
             ig = f.create_group("inner_product")
             if M is not None:
-                _sealed(ig, "data", M.data)
-                _sealed(ig, "indices", M.indices.astype(np.int64))
-                _sealed(ig, "indptr", M.indptr.astype(np.int64))
+                put(ig, "data", M.data)
+                put(ig, "indices", M.indices.astype(np.int64))
+                put(ig, "indptr", M.indptr.astype(np.int64))
                 ig.attrs["shape"] = M.shape
             ig.attrs["rebuild"] = inner_product_rebuild or ""
             if mesh is not None:
@@ -479,7 +460,7 @@ class SnapshotStore:
     @property
     @_reader
     def times(self) -> np.ndarray | None:
-        return _unsealed(self._f, "times", shape=(self.n_steps,), finite=True) if "times" in self._f else None
+        return read_array(self._f, "times", shape=(self.n_steps,), finite=True) if "times" in self._f else None
 
     @_reader
     def failures(self) -> dict[int, str]:
@@ -501,8 +482,8 @@ class SnapshotStore:
             raise StoreError(f"{self.path}:/inner_product lacks some of data, indices, indptr and shape; the store is "
                              f"damaged: {_FIX}")
         shape = tuple(np.asarray(g.attrs["shape"], dtype=np.int64).tolist())
-        M = sp.csr_matrix((_unsealed(g, "data", ndim=1, finite=True), _unsealed(g, "indices", ndim=1, dtype=np.int64),
-                           _unsealed(g, "indptr", ndim=1, dtype=np.int64)), shape=shape)
+        M = sp.csr_matrix((read_array(g, "data", ndim=1, finite=True), read_array(g, "indices", ndim=1, dtype=np.int64),
+                           read_array(g, "indptr", ndim=1, dtype=np.int64)), shape=shape)
         M.check_format(full_check=True)
         if M.shape != (self.n_dofs, self.n_dofs):
             raise StoreError(f"{self.path}:/inner_product has shape {M.shape}, expected ({self.n_dofs}, {self.n_dofs}); "
