@@ -35,6 +35,7 @@ from rom.errors import ParameterError, StoreError
 __all__ = ["Coefficients", "parse", "evaluate", "max_index"]
 
 MAX_LENGTH = 4096  # characters of one expression; deeper nesting than this is no theta function
+MAX_DEPTH = 64  # levels of nesting: the evaluator recurses once per level
 _UNARY_FUNCTIONS = {"exp": np.exp, "log": np.log, "sqrt": np.sqrt, "sin": np.sin, "cos": np.cos, "tan": np.tan,
                     "tanh": np.tanh, "abs": np.abs}
 _BINARY_FUNCTIONS = {"min": np.minimum, "max": np.maximum}
@@ -64,12 +65,20 @@ def _index(node: ast.AST) -> int:
     raise _Refused("mu is indexed by a literal integer only: mu[i] or mu[..., i] with i >= 0")
 
 
-def _compile(node: ast.AST) -> _Compiled:
-    """Check `node` against the allow-list and build its evaluator (no Python evaluation)."""
+def _compile(node: ast.AST, depth: int = 0) -> _Compiled:
+    """Check `node` against the allow-list and build its evaluator (no Python evaluation).
+
+    The evaluator recurses once per level, so the depth is capped far below Python's limit."""
+    if depth > MAX_DEPTH:
+        raise _Refused(f"it is nested more than {MAX_DEPTH} levels deep")
+    depth += 1
     if isinstance(node, ast.Constant):
         if type(node.value) not in (int, float):
-            raise _Refused(f"the literal {node.value!r} is not a number")
-        value = np.float64(node.value)
+            raise _Refused(f"the literal {str(node.value)[:20]!r} is not a number")
+        try:
+            value = np.float64(node.value)
+        except OverflowError:
+            raise _Refused(f"the literal {str(node.value)[:20]}... is outside the float64 range") from None
         return _Compiled(lambda mu: value, -1)
     if isinstance(node, ast.Name):
         if node.id not in _CONSTANTS:
@@ -88,20 +97,20 @@ def _compile(node: ast.AST) -> _Compiled:
             return mu[..., i]
         return _Compiled(entry, i)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        a = _compile(node.operand)
+        a = _compile(node.operand, depth)
         if isinstance(node.op, ast.UAdd):
             return a
         return _Compiled(lambda mu: np.negative(a.evaluate(mu)), a.max_index)
     if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
         op = _OPERATORS[type(node.op)]
-        a, b = _compile(node.left), _compile(node.right)
+        a, b = _compile(node.left, depth), _compile(node.right, depth)
         return _Compiled(lambda mu: op(a.evaluate(mu), b.evaluate(mu)), max(a.max_index, b.max_index))
     if isinstance(node, ast.Call):
         name = node.func.id if isinstance(node.func, ast.Name) else None
         if node.keywords or name not in _UNARY_FUNCTIONS and name not in _BINARY_FUNCTIONS:
             allowed = ", ".join([*_UNARY_FUNCTIONS, *_BINARY_FUNCTIONS])
             raise _Refused(f"only calls of {allowed} without keywords are allowed")
-        args = [_compile(a) for a in node.args]
+        args = [_compile(a, depth) for a in node.args]
         want = 1 if name in _UNARY_FUNCTIONS else 2
         if len(args) != want or any(isinstance(a, ast.Starred) for a in node.args):
             raise _Refused(f"{name} takes {want} argument{'s' if want > 1 else ''}, got {len(node.args)}")
@@ -120,6 +129,8 @@ def _parsed(text: str) -> _Compiled:
         raise _Refused(f"an expression is text, got {type(text).__name__}")
     if len(text) > MAX_LENGTH:
         raise _Refused(f"it has {len(text)} characters, more than {MAX_LENGTH}")
+    if "\n" in text or "\r" in text:  # files hold theta one expression per line
+        raise _Refused("it spans several lines; write each expression on one line")
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:

@@ -162,17 +162,21 @@ def read_attr(obj, name: str, kind=str):
         raise StoreError(f"{where} = {value!r} is not a {kind.__name__}; the file is damaged") from None
 
 
-def expect_format(f: h5py.File, expected: str, what: str, fix: str, version: int | None = None) -> None:
+def expect_format(f: h5py.File, expected: str, what: str, fix: str, version=None) -> int | None:
     """StoreError unless the file's `format` attribute is `expected` (and, when `version` is given,
-    its `format_version` attribute equals it). what: the kind of file; fix: how to write one."""
+    its `format_version` attribute equals it, or is one of them for a tuple of versions read).
+    what: the kind of file; fix: how to write one. Returns the version found (None if not asked)."""
     fmt = format_of(f)
     if fmt != expected:
         raise StoreError(f"{f.filename} is not a {what} (format attribute {fmt!r}, expected {expected!r}); {fix}")
-    if version is not None:
-        found = read_attr(f, "format_version", int)
-        if found != version:
-            raise StoreError(f"{f.filename} is a {what} of format version {found}; this romtk reads version "
-                             f"{version}: {fix}, or read it with the romtk version that wrote it")
+    if version is None:
+        return None
+    accepted = tuple(version) if isinstance(version, (tuple, list)) else (version,)
+    found = read_attr(f, "format_version", int)
+    if found not in accepted:
+        raise StoreError(f"{f.filename} is a {what} of format version {found}; this romtk reads version "
+                         f"{' or '.join(map(str, accepted))}: {fix}, or read it with the romtk version that wrote it")
+    return found
 
 
 def read_group(parent: h5py.Group, name: str) -> h5py.Group:

@@ -36,7 +36,8 @@ from rom.h5io import _DAMAGE, atomic, create_checked, expect_format, guarded, pu
 __all__ = ["SnapshotStore", "MeshArrays", "FORMAT", "FORMAT_VERSION", "array_hash", "MISSING", "DONE", "FAILED"]
 
 FORMAT = "romtk.snapshots"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: checksums of every snapshot (required); version 1 stores are read unverified
+_VERSIONS_READ = (1, 2)
 MISSING, DONE, FAILED = 0, 1, 2
 _MESSAGE_BYTES = 512  # failure messages are stored as fixed-size bytes (raw data, crash-safe)
 _CHECK_BLOCK = 1 << 16  # values per checksum (512 KB): crc32 of each block, verified on every read
@@ -242,7 +243,8 @@ class SnapshotStore:
     def _validate(self) -> None:
         """Check the layout against format version 1 (any failure here is a damaged store)."""
         f = self._f
-        expect_format(f, FORMAT, "romtk snapshot store", "give the path of a store written by romtk", FORMAT_VERSION)
+        self.format_version = expect_format(f, FORMAT, "romtk snapshot store",
+                                            "give the path of a store written by romtk", _VERSIONS_READ)
         where = f"{self.path}:"
         self._params = _dataset(f, "parameters/values", np.float64, 2)
         self._status = _dataset(f, "status", np.int8, 1)
@@ -261,8 +263,8 @@ class SnapshotStore:
             if ds.shape != shape:
                 raise StoreError(f"{where}/fields/{name} has shape {ds.shape}, expected {shape}; the store is damaged: "
                                  f"{_FIX}")
-        self._check = None  # stores written before checksums existed are read unverified
-        if "checksums" in f:
+        self._check = None  # version 1 stores, written before checksums existed, are read unverified
+        if self.format_version >= 2:
             cg = read_group(f, "checksums")
             self._check = read_attr(cg, "block", int)
             if self._check < 1:
@@ -507,7 +509,8 @@ class SnapshotStore:
         st = self.status
         kind = f"time series of {self.n_steps} steps" if self.n_steps else "steady"
         lines = [
-            f"romtk snapshot store {self.path} (format {FORMAT} v{FORMAT_VERSION})",
+            f"romtk snapshot store {self.path} (format {FORMAT} v{self.format_version}"
+            f"{'' if self._check else ', snapshots not checksummed'})",
             f"  case {a.get('case') or '-'}, written by romtk {a.get('romtk_version')}, created {a.get('created')}",
             f"  {len(st)} parameters of dimension {self.parameters.shape[1]}; fields {', '.join(self.fields)} "
             f"({self.n_dofs} dofs, {kind})",
@@ -581,6 +584,9 @@ class SnapshotStore:
         if rows is None:
             return slice(None)
         if isinstance(rows, slice):
+            if rows.step not in (None, 1):
+                raise ShapeError(f"rows={rows}: pass a contiguous slice of dof indices (step 1), e.g. this rank's "
+                                 "owned range")
             return rows
         raise ShapeError("rows: pass a slice of dof indices (this rank's owned range) or None")
 
@@ -627,6 +633,8 @@ class SnapshotStore:
         idx = np.asarray(indices, dtype=np.int64).ravel()
         if np.any((idx < 0) | (idx >= len(self))):
             raise ShapeError(f"indices must lie in [0, {len(self)}); got {idx.min()}..{idx.max()}")
+        if np.unique(idx).size != idx.size:
+            raise ShapeError(f"indices repeat some snapshots ({idx[:10].tolist()}...); pass each index once")
         not_done = np.setdiff1d(idx, done)
         if not_done.size:
             raise StoreError(f"snapshots {not_done[:10].tolist()} are not done (missing or failed); "

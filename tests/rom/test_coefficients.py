@@ -62,7 +62,9 @@ PAYLOADS = ["().__class__.__base__.__subclasses__()", "__import__('os').system('
             "mu.__class__", "mu[0].real", "[x for x in (1, 2)]", "'text'", "mu[-1]", "mu[0:2]", "mu[mu]",
             "exp(mu[0], 2)", "exp(x=1)", "open('f')", "1 if mu[0] else 2", "mu[0] < 1", "True", "1j",
             "9 ** 9 ** 9 ** 9 ** 9 if 1 else 0", "(" * 300 + "1" + ")" * 300, "1 +" * 5000 + "1", "numpy.exp(1)",
-            "mu[0] @ mu[1]", "mu[0] // 2", "mu[0] % 2", "exp(*mu)", "\x00"]
+            "mu[0] @ mu[1]", "mu[0] // 2", "mu[0] % 2", "exp(*mu)", "\x00",
+            # deep enough for the evaluator (not the parser) to exhaust Python's stack; a huge literal
+            "-" * 600 + "mu[0]", "1+" * 600 + "mu[0]", "9" * 4000, "(1 +\n mu[0])"]
 
 
 @pytest.mark.parametrize("payload", PAYLOADS)

@@ -202,3 +202,49 @@ def test_a_mesh_group_whose_cells_leave_the_points_is_damage(tmp_path, cells, wh
         f["mesh/cells"].attrs["crc32"] = np.uint32(zlib.crc32(arr))
     with SnapshotStore(tmp_path / "s.h5") as s, pytest.raises(StoreError, match=f"invalid mesh.*{why}"):
         s.mesh()
+
+
+def _small_store(path):
+    rng = np.random.default_rng(7)
+    values = rng.standard_normal((3, 70000))  # two checksum blocks per snapshot
+    with SnapshotStore.create(path, rng.uniform(size=(3, 2)), 70000) as s:
+        for i in range(3):
+            s.write(i, values[i])
+    return values
+
+
+def test_checksums_catch_damage_in_full_partial_and_unchecked_reads_refused(tmp_path):
+    path = tmp_path / "s.h5"
+    values = _small_store(path)
+    with SnapshotStore(path) as s:
+        assert s.format_version == FORMAT_VERSION == 2
+        np.testing.assert_array_equal(s.snapshots(rows=slice(65530, 65540)), values[:, 65530:65540].T)
+        with pytest.raises(ShapeError, match="step 1"):
+            s.snapshots(rows=slice(0, 10, 2))
+        with pytest.raises(ShapeError, match="once"):
+            s.snapshots([1, 1])
+    with h5py.File(path, "r") as f:
+        offset = f["fields/u"].id.get_offset()
+    with open(path, "r+b") as fh:  # one value of snapshot 1 in the second block
+        fh.seek(offset + (70000 + 66000) * 8)
+        fh.write(np.float64(99.0).tobytes())
+    with SnapshotStore(path) as s:
+        np.testing.assert_array_equal(s.snapshots(rows=slice(0, 100)), values[:, :100].T)  # first block intact
+        with pytest.raises(StoreError, match="snapshot 1, dofs 65536"):
+            s.snapshots(rows=slice(65999, 66001))
+        with pytest.raises(StoreError, match="checksum"):
+            s.snapshots()
+
+
+def test_a_version_2_store_without_its_checksums_is_damaged_and_version_1_reads_unverified(tmp_path):
+    path = tmp_path / "s.h5"
+    values = _small_store(path)
+    with h5py.File(path, "r+") as f:
+        del f["checksums"]
+    with pytest.raises(StoreError, match="checksums"):
+        SnapshotStore(path)
+    with h5py.File(path, "r+") as f:
+        f.attrs["format_version"] = 1
+    with SnapshotStore(path) as s:
+        assert s.format_version == 1 and "not checksummed" in s.summary()
+        np.testing.assert_array_equal(s.snapshots(), values.T)
