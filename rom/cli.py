@@ -514,7 +514,8 @@ def _plan_size(args, problem, dim: int) -> int:
         m = args.samples
         what = f"{m} samples"
     n_dofs = getattr(getattr(problem, "space", None), "n_dofs", None) or getattr(problem, "n_dofs", None)
-    steps = max(len(getattr(problem, "times", None) or ()), 1)
+    times = getattr(problem, "times", None)
+    steps = max(0 if times is None else len(times), 1)
     size = m * int(n_dofs) * steps * 8 if isinstance(n_dofs, numbers.Integral) else 0
     if (m > LARGE_SAMPLES or size > LARGE_BYTES) and not args.large:
         store = f" and a store of about {size / 1e9:.3g} GB ({n_dofs} dofs{f' x {steps} steps' if steps > 1 else ''} " \

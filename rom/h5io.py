@@ -59,7 +59,9 @@ def stale_partial(path) -> Path | None:
 def atomic(path) -> Iterator[Path]:
     """Yield the temporary path to write `path` through; rename it into place on success.
 
-    On an exception the temporary file is removed and `path` is left as it was.
+    On an exception the temporary file is removed and `path` is left as it was. The file is
+    flushed to disk before the rename and the folder after it, so a power loss leaves either
+    the old file or the whole new one under `path`.
     """
     path = Path(path)
     tmp = partial_path(path)
@@ -71,7 +73,24 @@ def atomic(path) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+    if tmp.is_file():
+        _fsync(tmp)
     os.replace(tmp, path)
+    _fsync(path.parent)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's or a folder's data to disk (a no-op where the system cannot)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # folders on some file systems refuse fsync: nothing more to be done there
+        pass
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ from rom.h5io import put, read_array, read_attr, read_group, text
 _RADIAL = {c.__name__: c for c in (SquaredExponential, Matern12, Matern32, Matern52)}
 _MIXTURE = {c.__name__: c for c in (SpectralMixture, StudentTMixture)}
 _MAX_DEPTH = 32  # a crafted file could link a group into itself
+_MAX_NODES = 256  # ... or link one group as both children at every level (2^depth reads)
 
 
 def write_kernel(g: h5py.Group, k: Kernel) -> None:
@@ -50,10 +51,13 @@ def write_kernel(g: h5py.Group, k: Kernel) -> None:
                          "(radial, mixtures, Scaled, Sum, Product, White)")
 
 
-def read_kernel(g: h5py.Group, depth: int = 0) -> Kernel:
+def read_kernel(g: h5py.Group, depth: int = 0, _seen: list | None = None) -> Kernel:
     """The kernel stored in g by `write_kernel` (StoreError or ParameterError for bad data)."""
-    if depth > _MAX_DEPTH:
-        raise StoreError(f"{g.file.filename}:{g.name}: kernel nested deeper than {_MAX_DEPTH}; the file is damaged")
+    _seen = [0] if _seen is None else _seen
+    _seen[0] += 1
+    if depth > _MAX_DEPTH or _seen[0] > _MAX_NODES:
+        raise StoreError(f"{g.file.filename}:{g.name}: kernel tree deeper than {_MAX_DEPTH} or larger than "
+                         f"{_MAX_NODES} terms; the file is damaged")
     name = read_attr(g, "type")
     if name in _RADIAL:
         k = _RADIAL[name](read_array(g, "length_scale", ndim=1, finite=True))
@@ -63,11 +67,12 @@ def read_kernel(g: h5py.Group, depth: int = 0) -> Kernel:
                            read_array(g, "mu", ndim=1, finite=True), dim=read_attr(g, "dim", int),
                            mu_max=read_attr(g, "mu_max", float))
     elif name == "Scaled":
-        k = Scaled(read_kernel(read_group(g, "kernel"), depth + 1), read_array(g, "variance", shape=(), finite=True))
+        k = Scaled(read_kernel(read_group(g, "kernel"), depth + 1, _seen),
+                   read_array(g, "variance", shape=(), finite=True))
         k._bounds = read_array(g, "log_bounds", shape=(2,), finite=True)
     elif name in ("Sum", "Product"):
         cls = Sum if name == "Sum" else Product
-        k = cls(read_kernel(read_group(g, "k1"), depth + 1), read_kernel(read_group(g, "k2"), depth + 1))
+        k = cls(read_kernel(read_group(g, "k1"), depth + 1, _seen), read_kernel(read_group(g, "k2"), depth + 1, _seen))
     elif name == "White":
         k = White(read_array(g, "noise", shape=(), finite=True))
         k._bounds = read_array(g, "log_bounds", shape=(2,), finite=True)

@@ -119,3 +119,27 @@ def test_a_pickled_payload_is_refused_and_not_run(tmp_path):
     with pytest.raises(StoreError, match="/gp"):
         PodGP.load(tmp_path / "old.h5")
     assert not _Exploit.marker.exists()
+
+
+def test_a_kernel_tree_linking_one_group_twice_per_level_is_refused_quickly(tmp_path):
+    """30 groups, each Sum naming the next as both children: 2^30 reads without a cap on terms."""
+    import time
+
+    import h5py
+
+    from rom.gp._io import read_kernel
+
+    with h5py.File(tmp_path / "k.h5", "w") as f:
+        leaf = f.create_group("leaf")
+        leaf.attrs["type"] = "White"
+        leaf["noise"], leaf["log_bounds"] = 0.1, np.array([-5.0, 1.0])
+        below = leaf
+        for level in range(30):
+            g = f.create_group(f"sum{level}")
+            g.attrs["type"] = "Sum"
+            g["k1"], g["k2"] = below, below  # hard links to one group
+            below = g
+    t0 = time.perf_counter()
+    with h5py.File(tmp_path / "k.h5", "r") as f, pytest.raises(StoreError, match="larger than"):
+        read_kernel(f["sum29"])
+    assert time.perf_counter() - t0 < 5.0
