@@ -55,8 +55,8 @@ def _finite(x: np.ndarray, name: str) -> np.ndarray:
 def _exprs(theta) -> tuple:
     ex = getattr(theta, "expressions", None)
     if ex is None:
-        raise ShapeError("theta must be a solvers.problems.base.Theta (numpy-expression strings) so that the "
-                         "reduced model can store it; wrap your functions as Theta((...))")
+        raise ShapeError("theta must hold expressions of rom.coefficients (e.g. a solvers.problems.base.Theta) so "
+                         "that the reduced model can store it as data; write them as Theta(('mu[0]', ...))")
     return tuple(ex)
 
 

@@ -138,7 +138,7 @@ class AdvectionDiffusion:
         return [self.operators["advection"], self.operators["diffusion"], self.operators["supg_advection"]]
 
     def theta_functions(self) -> tuple[Theta, Theta]:
-        """(theta_mass, theta_stiffness) as stored numpy expressions of mu (..., 4)."""
+        """(theta_mass, theta_stiffness) as stored coefficient expressions of mu (..., 4) (rom.coefficients)."""
         h2b = self.h / (2 * self.speed) if self.speed > 0 else 0.0
         pe = f"({self.speed * self.h / 2!r} / mu[..., 3])"
         tau = f"({h2b!r} * (1 / tanh({pe}) - 1 / {pe}))" if self.supg else "0"
