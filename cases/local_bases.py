@@ -3,8 +3,7 @@
 Snapshots of u_t + b.grad u - kappa lap u = a g(x; x_s, y_s), then global POD vs
 k-means on parameters vs Euclidean k-medoids on solutions vs sine k-medoids:
 held-out projection errors against the local basis size, and an online local
-Galerkin ROM that switches basis when its state leaves its cluster (error,
-promise, speed-up). Run `python cases/local_bases.py --help`.
+Galerkin ROM that switches basis when its state leaves its cluster (error, promise, speed-up).
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent / "benchmarks"))
 from _machine import write_json  # noqa: E402
 
+from rom import report  # noqa: E402
 from rom.clustering import ClusterClassifier, LocalBases, LocalGalerkinROM  # noqa: E402
 from rom.parameters import ParameterSpace  # noqa: E402
 from rom.parallel import Comm  # noqa: E402
@@ -107,14 +107,10 @@ def main(argv=None) -> dict:
         t2 = time.perf_counter()
         t_rom += t2 - t0
         t_rom_solve += t2 - t1
-        R = rom.reconstruct(traj)
-        P = np.column_stack([lb.bases_[k] @ (lb.bases_[k].T @ (M @ U[:, i])) for i, k in enumerate(traj.clusters)])
-        nrm = np.sqrt(np.sum(U * (M @ U)))
-        err = np.sqrt(np.sum((R - U) * (M @ (R - U)))) / nrm
-        promise = np.sqrt(np.sum((P - U) * (M @ (P - U)))) / nrm
+        err = report.trajectory_error(U, rom.reconstruct(traj), M)
+        promise = report.trajectory_error(U, lb.project(U, traj.clusters), M)
         rows_online.append(dict(error=err, promise=promise, ratio=err / promise, switches=traj.n_switches))
-    t_rom /= n_test
-    t_rom_solve /= n_test
+    t_rom, t_rom_solve = t_rom / n_test, t_rom_solve / n_test
     ratios = np.array([r["ratio"] for r in rows_online])
     print(f"online local ROM (K={K}, N={N}): error {np.mean([r['error'] for r in rows_online]):.3e}, "
           f"error / promise mean {ratios.mean():.2f} max {ratios.max():.2f}, "
@@ -125,21 +121,8 @@ def main(argv=None) -> dict:
     write_mesh(args.out / "medoids.xdmf", fom.mesh,
                point_data={f"medoid_{k}": fom.expand(lb.medoids_[:, k]) for k in range(K)})
     if not args.no_plot:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        for m in METHODS:
-            ax.semilogy(args.modes, errors[m], "o-", label=m)
-        ax.set_xlabel("basis size N (per cluster)")
-        ax.set_ylabel("mean relative projection error (test)")
-        ax.set_title(f"K = {K} clusters")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(args.out / "projection_errors.png", dpi=120)
-        plt.close(fig)
+        report.plot_curves(args.out / "projection_errors.png", args.modes, errors, xlabel="basis size N (per cluster)",
+                           ylabel="mean relative projection error (test)", title=f"K = {K} clusters")
 
     i = args.modes.index(N) if N in args.modes else len(args.modes) - 1
     others = min(errors[m][i] for m in METHODS[:3])

@@ -782,6 +782,20 @@ class LocalBases:
                 err[idx] = _relative_residuals(S[:, idx], norms[idx], [Phi], self._ip)[:, 0]
         return err
 
+    def project(self, snapshots, labels) -> np.ndarray:
+        """Best approximations Phi_k Phi_k^T M u_i, each snapshot in the basis of its cluster
+        labels[i]: snapshots (n_local, q) -> (n_local, q) (e.g. the promise of a local ROM along
+        the clusters it visited)."""
+        comm = _comm(self.comm)
+        S = _snapshots("snapshots", snapshots, comm)
+        lab = _check_labels("labels", labels, len(self.bases_), S.shape[1])
+        P = np.zeros_like(S)
+        for k, Phi in enumerate(self.bases_):  # loop over clusters
+            idx = np.flatnonzero(lab == k)
+            if idx.size:
+                P[:, idx] = Phi @ self._ip.gram(Phi, S[:, idx])
+        return P
+
     def select_reduced(self, coefficients, cluster: int) -> int:
         """Cluster of the state `Phi_cluster @ coefficients`: nearest medoid in angle. FOM-free.
 

@@ -15,7 +15,8 @@ Which one `world()` returns:
   imported (so MPI is not initialized) in a plain serial run.
 
 Array collectives (`allreduce` on an ndarray) use mpi4py's buffer interface
-(no pickling); object collectives (`bcast`, `gather`, `allgather`) pickle.
+(no serialization); object collectives (`bcast`, `gather`, `allgather`) serialize Python
+objects through mpi4py, between ranks of one job only: nothing romtk reads from a file.
 """
 
 from __future__ import annotations

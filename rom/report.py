@@ -25,6 +25,12 @@ def relative_errors(truth: np.ndarray, approx: np.ndarray, inner) -> np.ndarray:
     return np.sqrt(np.einsum("ij,ij->j", E, inner @ E) / np.einsum("ij,ij->j", truth, inner @ truth))
 
 
+def trajectory_error(truth: np.ndarray, approx: np.ndarray, inner) -> float:
+    """||U - U_N||_A / ||U||_A over a whole trajectory (all columns): truth, approx (n, m)."""
+    E = truth - approx
+    return float(np.sqrt(np.einsum("ij,ij->", E, inner @ E) / np.einsum("ij,ij->", truth, inner @ truth)))
+
+
 def certify(model, test, truth, inner, *, energy=None, outputs=None, repeats: int = 1) -> dict:
     """One row for `model` (a ReducedModel with basis) at test parameters (m, p).
 
@@ -148,6 +154,22 @@ def plot_convergence(path, history: list, rows: list, scale: float = 1.0, title:
     ax.set_xlabel("reduced basis size N")
     ax.set_ylabel("relative error or bound (dimensionless)")
     ax.set_title(title or "reduced basis convergence")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_curves(path, x, curves: dict, *, xlabel: str, ylabel: str, title: str) -> None:
+    """One labelled log-scale line per entry of curves {label: values (len(x),)} against x."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for label, y in curves.items():
+        ax.semilogy(x, y, "o-", label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

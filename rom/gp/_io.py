@@ -1,4 +1,4 @@
-"""Fitted GPs and their kernels as HDF5 data (arrays and attributes, never pickles).
+"""Fitted GPs and their kernels as HDF5 data (arrays and attributes only, no serialized objects).
 
 A kernel is a tree of groups, each with a `type` attribute from a fixed list of kernel classes
 and its hyperparameters as datasets; a fitted `GaussianProcess` is its kernel, its noise and

@@ -85,7 +85,7 @@ class PodGP:
 
     def save(self, path) -> None:
         """HDF5 (written beside, then renamed): modes, singular values, coefficients and the
-        fitted GP as arrays (kernel tree, noise, normalization, training data); no pickle."""
+        fitted GP as arrays (kernel tree, noise, normalization, training data): data only, no code."""
         check_fitted(self, "gp_")
         with atomic(path) as tmp, create_checked(tmp) as f:
             f.attrs["format"] = text(FORMAT)

@@ -627,8 +627,8 @@ def _simplex_geometry3(X, geo, e):
 def _simplex_geometry(X, geo, e, dim):
     """Either of the above (both branches have one type). The
     kernels below call it by its global name with `dim` a constant of the closure: a captured
-    dispatcher would pickle differently in every process, and Numba keys the on-disk cache of
-    a closure on the pickled captured values, so the kernel was recompiled by every process.
+    dispatcher would serialize differently in every process, and Numba keys the on-disk cache of
+    a closure on the serialized captured values, so the kernel was recompiled by every process.
     Inlined (Numba IR), so that the branch on the constant `dim` folds away and the tuple is
     not returned through memory: 3D P1 re-assembly 42-49 ms called, 36-37 ms inlined (1M cells,
     one thread)."""

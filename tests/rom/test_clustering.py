@@ -455,3 +455,18 @@ def test_kmeans_on_parameters_recovers_well_separated_parameter_blobs():
     np.testing.assert_array_equal(lb.labels_[lb.medoid_indices_], np.arange(3))  # each medoid in its cluster
     with pytest.raises(ClusteringError, match="kmeans"):
         LocalBases(3, 2, dissimilarity="sine", method="kmeans", comm=SERIAL).fit(S)
+
+
+def test_project_is_the_m_orthogonal_projection_whose_error_projection_errors_reports():
+    rng = np.random.default_rng(3)
+    n, q = 40, 30
+    M = sp.diags(rng.uniform(0.5, 2.0, n)).tocsr()
+    S = rng.standard_normal((n, q))
+    lb = LocalBases(3, 4, inner=M, random_state=0).fit(S)
+    labels = rng.integers(0, 3, q)
+    P = lb.project(S, labels)
+    for i in range(q):  # Galerkin orthogonality: the residual is M-orthogonal to its cluster's basis
+        np.testing.assert_allclose(lb.bases_[labels[i]].T @ (M @ (S[:, i] - P[:, i])), 0, atol=1e-12)
+    E = S - P
+    want = np.sqrt(np.einsum("ij,ij->j", E, M @ E) / np.einsum("ij,ij->j", S, M @ S))
+    np.testing.assert_allclose(lb.projection_errors(S, labels), want, rtol=1e-10)

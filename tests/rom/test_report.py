@@ -153,3 +153,30 @@ def test_plots_have_axis_labels_titles_and_legends(block, tmp_path, monkeypatch)
     assert xc == "reduced basis size N" and "relative" in yc and tc == "t"
     assert len(legend.get_texts()) == 4  # training bound, test bound, test error, goal
     assert xf.startswith("x") and yf.startswith("y") and tf == "field"
+
+
+def test_trajectory_error_is_the_frobenius_m_norm_ratio():
+    rng = np.random.default_rng(5)
+    M = sp.diags(rng.uniform(1.0, 3.0, 20)).tocsr()
+    U, R = rng.standard_normal((20, 6)), rng.standard_normal((20, 6))
+    per_column = report.relative_errors(U, R, M)
+    norms2 = np.einsum("ij,ij->j", U, M @ U)  # the squared errors add up, weighted by the norms
+    want = np.sqrt(np.sum(per_column**2 * norms2) / norms2.sum())
+    assert report.trajectory_error(U, R, M) == pytest.approx(want, rel=1e-12)
+    assert report.trajectory_error(U, U, M) == 0.0
+
+
+def test_plot_curves_labels_its_axes(tmp_path, monkeypatch):
+    seen = []
+    save = matplotlib.figure.Figure.savefig
+
+    def record(fig, path, **kw):
+        ax = fig.axes[0]
+        seen.append((ax.get_xlabel(), ax.get_ylabel(), ax.get_title(),
+                     [t.get_text() for t in ax.get_legend().get_texts()], [list(ln.get_ydata()) for ln in ax.lines]))
+        return save(fig, path, **kw)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", record)
+    report.plot_curves(tmp_path / "c.png", [1, 2, 3], {"a": [1.0, 0.1, 0.01], "b": [2.0, 0.2, 0.02]},
+                       xlabel="N", ylabel="error", title="t")
+    assert seen == [("N", "error", "t", ["a", "b"], [[1.0, 0.1, 0.01], [2.0, 0.2, 0.02]])]
